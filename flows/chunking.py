@@ -235,7 +235,10 @@ class Chunker:
         if len(offsets) <= 1:
             return []
         take = min(budget, len(offsets) - 1)
-        a, b = _strip(text, last.start + offsets[-take][0], last.end)
+        a = last.start + offsets[-take][0]
+        if a > last.start and not text[a - 1].isspace() and " " in text[a : last.end]:
+            a += text[a : last.end].index(" ")  # start the overlap at a word, not inside one
+        a, b = _strip(text, a, last.end)
         if b <= a or _utf8_len(text, a, following.end) > self.max_bytes:
             return []
         return [_Unit(a, b, take)]

@@ -431,7 +431,9 @@ class Ingestor:
         store = self.store
         if store.exists():
             stored = store.read_meta()
-            dim = self.embedder.dim if need_model else (stored.dim if stored else 0)
+            loaded = need_model or self._embedder is not None
+            dim = self.embedder.dim if loaded else (stored.dim if stored else 0)
+            need_model = loaded
             store.check_compatible(collection_meta(self.settings, dim), for_writing=True)
             store.load()
             created = False
@@ -619,19 +621,21 @@ def run_ingest(
     ingestor: Ingestor | None = None,
     progress: ProgressCallback | None = None,
     step: StepRunner = run_step_directly,
+    embedder: Any = None,
 ) -> IngestReport:
     """One whole ingest: discover, plan, write (a step per group of sources), prune, count.
 
     ``documents`` ingests in-memory texts instead of files (their ``source`` names are stored
     as given, and ``prune`` then removes stored sources not among them).  ``step`` runs each
-    stage; the Prefect flow passes a runner that makes each one a task.
+    stage; the Prefect flow passes a runner that makes each one a task.  ``embedder`` reuses a
+    loaded model (tests, the benchmark, the evaluation).
     """
     started = time.perf_counter()
     discovery = None
     if documents is None:  # a bad path fails before Milvus is even opened
         discovery = step("discover", discover_sources, list(specs), settings.sources.include, settings.sources.exclude)
     own = ingestor is None
-    ingestor = ingestor or Ingestor(settings, progress=progress)
+    ingestor = ingestor or Ingestor(settings, embedder=embedder, progress=progress)
     try:
         report = IngestReport(collection=ingestor.store.collection, uri=settings.milvus.uri)
         if discovery is not None:

