@@ -18,8 +18,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Milvus error codes (common.ErrorCode and the 2.3+ merr codes) that mean "try again".
-_TRANSIENT_CODES = {1, 4, 8, 9, 10, 17, 18, 21, 22, 53, 54, 101, 103, 104, 105, 106, 108, 109, 112}
+#: pymilvus ``ErrorCode.RATE_LIMIT``; and the legacy ``common.ErrorCode`` values RateLimit (49)
+#: and NotReadyServe (56) that servers still send as ``compatible_code``.
+_TRANSIENT_CODES = {8}
+_TRANSIENT_COMPATIBLE_CODES = {49, 56}
 _TRANSIENT_WORDS = (
     "unavailable",
     "rate limit",
@@ -62,8 +64,11 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if any(word in text for word in _TRANSIENT_WORDS):
         return True
+    if getattr(exc, "retriable", False) is True:  # pymilvus marks some server errors itself
+        return True
     code = getattr(exc, "code", None)
-    return isinstance(code, int) and code in _TRANSIENT_CODES and "not exist" not in text
+    compatible = getattr(exc, "compatible_code", None)
+    return (isinstance(code, int) and code in _TRANSIENT_CODES) or compatible in _TRANSIENT_COMPATIBLE_CODES
 
 
 def with_retries(

@@ -23,10 +23,14 @@ from flows.errors import CollectionMismatchError, ConfigError, StoreError
 from flows.retry import with_retries
 
 log = logging.getLogger(__name__)
-# Milvus Lite cannot hand out an MVCC timestamp for iterators; pymilvus warns on every scan and
-# falls back to a client-side one, which is what we want.  Keep that noise out of user output.
-logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
-logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+
+
+def _quiet_lite_noise() -> None:
+    """Milvus Lite cannot hand out an MVCC timestamp for iterators: pymilvus warns on every scan
+    (and Lite's gRPC server logs "not implemented") before falling back to a client-side
+    timestamp, which is what we want.  Called after pymilvus is imported, which sets its levels."""
+    logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
+    logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
 
 #: Version of the row layout below; bump when fields change.
 SCHEMA_VERSION = 1
@@ -175,11 +179,13 @@ class MilvusStore:
         self.collection = collection or settings.collection
         self.client = self._connect()
         self.backend, self.server_version = self._identify()
+        self._loaded = False
 
     # -- connection ---------------------------------------------------------------------
     def _connect(self) -> Any:
         from pymilvus import MilvusClient
 
+        _quiet_lite_noise()
         s = self.settings
         if s.is_lite:
             folder = Path(s.uri).expanduser()
@@ -207,10 +213,22 @@ class MilvusStore:
         return backend, version
 
     def close(self) -> None:
+        """Close the connection; for Lite also stop its in-process server and free the folder.
+
+        Without the second step the process keeps Lite's lock until it exits, so a long-lived
+        ``serve`` process would lock every other run out of the folder between its runs.
+        """
         try:
             self.client.close()
         except Exception:  # closing a broken connection must not mask the real error
             pass
+        if self.backend == "lite":
+            try:
+                from milvus_lite.server_manager import server_manager_instance
+
+                server_manager_instance.release_server(str(Path(self.settings.uri).expanduser()))
+            except Exception:
+                pass
 
     def __enter__(self) -> MilvusStore:
         return self
@@ -334,6 +352,12 @@ class MilvusStore:
 
     def load(self) -> None:
         self._call(lambda: self.client.load_collection(self.collection, timeout=self.settings.timeout), "load_collection")
+        self._loaded = True
+
+    def _ensure_loaded(self) -> None:
+        """Reads need a loaded collection; a reopened Lite folder or a restarted server has none."""
+        if not self._loaded:
+            self.load()
 
     def drop(self) -> None:
         if self.exists():
@@ -352,6 +376,7 @@ class MilvusStore:
         return states
 
     def _iterate(self, fields: list[str], batch_size: int = 4096) -> Iterator[dict[str, Any]]:
+        self._ensure_loaded()
         iterator = self._call(
             lambda: self.client.query_iterator(
                 self.collection,
@@ -373,6 +398,7 @@ class MilvusStore:
             iterator.close()
 
     def count(self) -> int:
+        self._ensure_loaded()
         result = self._call(
             lambda: self.client.query(
                 self.collection,
@@ -411,6 +437,7 @@ class MilvusStore:
     # -- reads --------------------------------------------------------------------------
     def query_source(self, source: str, fields: Sequence[str] = ("id",)) -> list[dict[str, Any]]:
         """Rows of one source, selected by an escaped filter literal."""
+        self._ensure_loaded()
         return self._call(
             lambda: self.client.query(
                 self.collection,
@@ -431,6 +458,7 @@ class MilvusStore:
         search_params: dict[str, Any] | None = None,
         consistency_level: str | None = None,
     ) -> list[list[dict[str, Any]]]:
+        self._ensure_loaded()
         params = {"metric_type": self.settings.metric_type, "params": dict(search_params or self.settings.search_params)}
         kwargs: dict[str, Any] = {}
         if consistency_level:

@@ -1,0 +1,253 @@
+"""The ``ingest-fanout`` Prefect flow: split one ingest into N shards run as deployment runs on a pool.
+
+The parent flow checks the target, starts one run of the ``ingest`` deployment per shard
+(``--shard i/N``: a stable split by source path, see ``flows.pipeline.shard_of``), waits for all of
+them, publishes a per-shard table and fails if any shard did not complete.  Shards run in
+parallel on whatever workers poll the pool, so the target must be a Milvus *server*: Milvus Lite
+is one process per database and is refused up front.  This module must never ingest anything
+itself, and never put the Milvus token (or a URI with credentials in it) in a shard's parameters.
+
+CLI (needs ``PREFECT_API_URL`` and workers on the pool)::
+
+    python -m flows.fanout SOURCE... --shards 4 --uri http://milvus:19530 [--deployment ingest/ingest]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from flows.config import Settings
+from flows.console import format_table, quiet_environment, run_cli, settings_with_overrides
+from flows.errors import ConfigError, PipelineError
+
+if __name__ == "__main__":
+    quiet_environment(one_off=True)  # before Prefect is imported: it reads these at import
+
+from prefect import flow  # noqa: E402 - after the quiet defaults
+from pydantic import BaseModel, ConfigDict, Field, ValidationError  # noqa: E402
+
+#: Final states of a shard run; anything else is still on its way.
+FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+#: Numbers the shards' ``ingest-summary`` artifacts carry that add up across shards.
+SUMMED_METRICS = ("files_read", "new", "updated", "unchanged", "pruned", "skipped", "chunks")
+
+
+class ShardsFailedError(PipelineError):
+    """One or more shard runs ended in a state other than Completed."""
+
+
+class FanoutParams(BaseModel):
+    """Parameters of ``ingest-fanout``; Prefect validates them before a run is created."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[str] = Field(min_length=1, description="files, folders or globs, at the same path on every worker")
+    shards: int = Field(default=2, ge=1, le=1024, description="number of shard runs")
+    deployment: str = Field(
+        default="ingest/ingest", pattern=r"^[^/]+/[^/]+$", description="the ingest deployment each shard runs"
+    )
+    config: str | None = Field(default=None, description="YAML config file, as the workers see it")
+    uri: str | None = Field(default=None, description="Milvus server URI; overrides config and MILVUS_URI")
+    collection: str | None = None
+    model: str | None = None
+    full: bool = False
+    prune: bool = False
+    token_secret: str | None = Field(default=None, description="name of a Prefect Secret block with the token")
+    timeout_seconds: int | None = Field(default=None, ge=1, description="give up waiting for shards after this")
+    poll_seconds: float = Field(default=5.0, gt=0, le=300)
+
+
+def refuse_lite(settings: Settings) -> None:
+    """Shards run as separate processes at once; Milvus Lite allows one process per database."""
+    if settings.milvus.is_lite:
+        raise ConfigError(
+            f"ingest-fanout needs a Milvus server, not Milvus Lite ({settings.milvus.uri}): shards run as "
+            "parallel processes and a Lite database can be opened by one process only. Pass --uri "
+            "http://HOST:19530 (or set MILVUS_URI), or run `python -m flows.ingest` once for Lite"
+        )
+
+
+def resolve_target(params: FanoutParams) -> Settings:
+    """The settings the shards will write with (config, env, overrides); refuses Milvus Lite."""
+    settings = settings_with_overrides(params.config, params.uri, params.collection, params.model)
+    refuse_lite(settings)
+    return settings
+
+
+def shard_parameters(params: FanoutParams, settings: Settings) -> list[dict[str, Any]]:
+    """The ``ingest`` flow's ``params`` for each shard, complete (deployment defaults are replaced).
+
+    The resolved URI and collection are passed on, so that every shard writes where the parent
+    checked, whatever each worker's own environment says; a URI with credentials in it is not
+    (each worker then resolves it from the same config and environment as the parent).
+    """
+    uri = settings.milvus.uri if "@" not in settings.milvus.uri else None
+    return [
+        {
+            "sources": list(params.sources),
+            "config": params.config,
+            "uri": uri,
+            "collection": settings.milvus.collection,
+            "model": params.model,
+            "full": params.full,
+            "prune": params.prune,
+            "shard": f"{index}/{params.shards}",
+            "token_secret": params.token_secret,
+        }
+        for index in range(params.shards)
+    ]
+
+
+def summarize_shards(runs: list[dict[str, Any]], summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per-shard states plus totals of the shards' own run summaries (where they published one)."""
+    totals = {metric: 0 for metric in SUMMED_METRICS}
+    for summary in summaries.values():
+        for metric in SUMMED_METRICS:
+            value = summary.get(metric)
+            if isinstance(value, (int, float)):
+                totals[metric] += int(value)
+    failed = [r for r in runs if r["state"] != "COMPLETED"]
+    return {"shards": len(runs), "completed": len(runs) - len(failed), "failed": len(failed), "runs": runs, **totals}
+
+
+def failure_message(summary: dict[str, Any]) -> str:
+    bad = [r for r in summary["runs"] if r["state"] != "COMPLETED"]
+    details = "; ".join(f"shard {r['shard']} {r['state'].lower()}: {r['message'] or 'no message'}" for r in bad)
+    return f"{len(bad)} of {summary['shards']} shards did not complete ({details})"
+
+
+def _table_rows(artifact: Any) -> dict[str, Any]:
+    data = artifact.data
+    rows = json.loads(data) if isinstance(data, str) else data
+    return {row["metric"]: row["value"] for row in rows if isinstance(row, dict) and "metric" in row}
+
+
+def _wait_for_shards(flow_run_ids: list[Any], timeout: float | None, poll: float) -> dict[Any, Any]:
+    from prefect.client.orchestration import get_client
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    finals: dict[Any, Any] = {}
+    with get_client(sync_client=True) as client:
+        while True:
+            for run_id in flow_run_ids:
+                if run_id not in finals:
+                    run = client.read_flow_run(run_id)
+                    if run.state and run.state.type.value in FINAL_STATES:
+                        finals[run_id] = run
+            if len(finals) == len(flow_run_ids):
+                return finals
+            if deadline is not None and time.monotonic() > deadline:
+                for run_id in flow_run_ids:
+                    finals.setdefault(run_id, client.read_flow_run(run_id))
+                return finals
+            time.sleep(poll)
+
+
+def _read_summaries(flow_run_ids: list[Any]) -> dict[str, dict[str, Any]]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=list(flow_run_ids)),
+                key=ArtifactFilterKey(any_=["ingest-summary"]),
+            )
+        )
+    return {str(a.flow_run_id): _table_rows(a) for a in artifacts}
+
+
+@flow(name="ingest-fanout", log_prints=False, validate_parameters=True)
+def ingest_fanout(params: FanoutParams) -> dict[str, Any]:
+    """Run the ingest deployment once per shard, in parallel on the pool's workers; fail if any fails."""
+    from prefect.artifacts import create_table_artifact
+    from prefect.context import get_run_context
+    from prefect.deployments import run_deployment
+    from prefect.logging import get_run_logger
+
+    logger = get_run_logger()
+    settings = resolve_target(params)  # Lite is refused before any shard run exists
+    parent_id = get_run_context().flow_run.id  # type: ignore[union-attr]
+    started = []
+    for index, shard in enumerate(shard_parameters(params, settings)):
+        run = run_deployment(
+            name=params.deployment,
+            parameters={"params": shard},
+            timeout=0,  # start them all, then wait below
+            flow_run_name=f"shard-{index}-of-{params.shards}",
+            idempotency_key=f"{parent_id}:shard:{index}/{params.shards}",
+            as_subflow=True,
+        )
+        started.append((shard["shard"], run.id))
+    logger.info("started %d shard runs of %s", len(started), params.deployment)
+    finals = _wait_for_shards([run_id for _, run_id in started], params.timeout_seconds, params.poll_seconds)
+    runs = []
+    for shard, run_id in started:
+        state = finals[run_id].state
+        runs.append({
+            "shard": shard,
+            "flow_run_id": str(run_id),
+            "state": state.type.value if state else "UNKNOWN",
+            "message": (state.message or "")[:300] if state else "",
+        })
+    summary = summarize_shards(runs, _read_summaries([run_id for _, run_id in started]))
+    create_table_artifact(
+        table=[{k: r[k] for k in ("shard", "state", "message", "flow_run_id")} for r in runs],
+        key="ingest-fanout-shards",
+        description=f"{summary['completed']} of {summary['shards']} shards completed",
+    )
+    if summary["failed"]:
+        raise ShardsFailedError(failure_message(summary))
+    return summary
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.fanout",
+        description="Ingest sources as N parallel shard runs of the ingest deployment (needs a Prefect server, "
+        "workers on the pool, and a Milvus server).",
+        epilog="Exit codes: 0 all shards completed, 2 config error or a shard failed.",
+    )
+    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="files, folders or globs, same path on every worker")
+    parser.add_argument("--shards", type=int, default=2, help="number of shards (default 2)")
+    parser.add_argument("--deployment", default="ingest/ingest", help="ingest deployment to run per shard")
+    parser.add_argument("--config", help="YAML config, as the workers see it")
+    parser.add_argument("--uri", help="Milvus server URI (http://host:19530); Milvus Lite is refused")
+    parser.add_argument("--collection", help="collection name")
+    parser.add_argument("--model", help="model: hub id, local folder, or package://PKG/SUBDIR")
+    parser.add_argument("--full", action="store_true", help="re-embed everything")
+    parser.add_argument("--prune", action="store_true", help="remove chunks of sources gone from these roots")
+    parser.add_argument("--token-secret", help="name of a Prefect Secret block with the Milvus token")
+    parser.add_argument("--timeout", type=int, help="seconds to wait for the shards")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        params = FanoutParams(
+            sources=args.sources, shards=args.shards, deployment=args.deployment, config=args.config, uri=args.uri,
+            collection=args.collection, model=args.model, full=args.full, prune=args.prune,
+            token_secret=args.token_secret, timeout_seconds=args.timeout,
+        )
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        raise ConfigError(f"--{'-'.join(str(p) for p in problem['loc'])}: {problem['msg']}") from None
+    resolve_target(params)  # one line, before any flow run, for Lite or a bad config
+    summary = ingest_fanout(params)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        rows = [(f"shard {r['shard']}", r["state"].lower()) for r in summary["runs"]]
+        rows += [(metric, summary[metric]) for metric in SUMMED_METRICS]
+        print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
