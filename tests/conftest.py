@@ -85,7 +85,8 @@ def unique_name() -> str:
 def milvus_server_process() -> Iterator[object]:
     if not milvus_server.is_available():
         pytest.skip(milvus_server.SKIP_REASON)
-    server = milvus_server.start_milvus_server(_SESSION_TMP / "milvus-server")
+    # Authentication on: every server-backend test also proves the token path (root:Milvus).
+    server = milvus_server.start_milvus_server(_SESSION_TMP / "milvus-server", auth_enabled=True)
     try:
         yield server
     finally:

@@ -218,13 +218,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         step = time.monotonic()
         created = server.cli("work-pool", "create", POOL, "--type", "process")
         assert created.returncode == 0, created.stdout + created.stderr
-        args = ["deploy", "--all"]
-        if not (REPO / "flows/search.py").exists():  # TEMP while flows/search.py is being written
-            spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
-            spec["deployments"] = [d for d in spec["deployments"] if d["name"] != "search"]
-            (tmp / "prefect.yaml").write_text(yaml.safe_dump(spec))
-            args += ["--prefect-file", str(tmp / "prefect.yaml")]
-        deployed = server.cli(*args)
+        deployed = server.cli("deploy", "--all")
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         seconds["pool_and_deploy"] = time.monotonic() - step
         # The hourly schedule is part of what was deployed (checked below); it must not fire mid-test.
@@ -383,17 +377,25 @@ def test_search_deployment_returns_the_ingested_rows(stack, ingest_run):
 
         run = run_deployment(
             "search/search",
-            parameters={"params": {"query": some_text, "config": str(ingest_run.config), "top_k": 3}},
+            parameters={"params": {"questions": [some_text], "config": str(ingest_run.config), "top_k": 3}},
             timeout=300, poll_interval=1, as_subflow=False,
         )
         assert run.state.is_completed(), run.state
-        result = run.state.result()
-    hits = result["hits"] if isinstance(result, dict) else result
-    hits = hits[0] if hits and isinstance(hits[0], list) else hits
-    assert hits and len(hits) <= 3
+        result = run.state.result()  # the workers persist results (PREFECT_RESULTS_PERSIST_BY_DEFAULT)
+    assert [answer["question"] for answer in result] == [some_text]
+    hits = result[0]["hits"]
+    assert len(hits) == 3
     for hit in hits:
         assert hit["id"] in stored and hit["text"] == stored[hit["id"]]["text"]
-    assert hits[0]["text"] == some_text  # a chunk's own text finds that chunk first
+        assert hit["source"] == stored[hit["id"]]["source"]
+    table = next(a for a in stack.artifacts(str(run.id)) if a["key"] == "search-hits")
+    assert hits[0]["source"] in json.dumps(table["data"])
+    # The same ranking as searching in this process with the same config.
+    from flows.config import load_settings
+    from flows.retrieval import search_questions
+
+    local = search_questions(load_settings(ingest_run.config), [some_text], top_k=3)[0]
+    assert [h["id"] for h in hits] == [h.id for h in local]
 
 
 @pytest.mark.prefect
