@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from typing import Any
 
@@ -27,8 +26,8 @@ from flows.errors import ConfigError, PipelineError
 if __name__ == "__main__":
     quiet_environment(one_off=True)  # before Prefect is imported: it reads these at import
 
-from prefect import flow  # noqa: E402 - after the quiet defaults
-from pydantic import BaseModel, ConfigDict, Field, ValidationError  # noqa: E402
+from prefect import flow  # after the quiet defaults
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 #: Final states of a shard run; anything else is still on its way.
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -66,8 +65,9 @@ def refuse_lite(settings: Settings) -> None:
     if settings.milvus.is_lite:
         raise ConfigError(
             f"ingest-fanout needs a Milvus server, not Milvus Lite ({settings.milvus.uri}): shards run as "
-            "parallel processes and a Lite database can be opened by one process only. Pass --uri "
-            "http://HOST:19530 (or set MILVUS_URI), or run `python -m flows.ingest` once for Lite"
+            "parallel processes and a Lite database can be opened by one process only. Give a server URI "
+            "(--uri / the uri parameter, e.g. http://HOST:19530, or MILVUS_URI), or ingest into Lite with "
+            "one `python -m flows.ingest` run"
         )
 
 
@@ -167,21 +167,28 @@ def ingest_fanout(params: FanoutParams) -> dict[str, Any]:
     from prefect.artifacts import create_table_artifact
     from prefect.context import get_run_context
     from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
     from prefect.logging import get_run_logger
 
     logger = get_run_logger()
     settings = resolve_target(params)  # Lite is refused before any shard run exists
-    parent_id = get_run_context().flow_run.id  # type: ignore[union-attr]
+    parent = get_run_context().flow_run  # type: ignore[union-attr]
+    parent_id = parent.id
     started = []
     for index, shard in enumerate(shard_parameters(params, settings)):
-        run = run_deployment(
-            name=params.deployment,
-            parameters={"params": shard},
-            timeout=0,  # start them all, then wait below
-            flow_run_name=f"shard-{index}-of-{params.shards}",
-            idempotency_key=f"{parent_id}:shard:{index}/{params.shards}",
-            as_subflow=True,
-        )
+        try:
+            run = run_deployment(
+                name=params.deployment,
+                parameters={"params": shard},
+                timeout=0,  # start them all, then wait below
+                flow_run_name=f"{parent.name}-shard-{index}-of-{params.shards}",
+                idempotency_key=f"{parent_id}:shard:{index}/{params.shards}",
+                as_subflow=True,
+            )
+        except ObjectNotFound:
+            raise ConfigError(
+                f"deployment {params.deployment!r} does not exist: run `prefect deploy --all` from the repository root"
+            ) from None
         started.append((shard["shard"], run.id))
     logger.info("started %d shard runs of %s", len(started), params.deployment)
     finals = _wait_for_shards([run_id for _, run_id in started], params.timeout_seconds, params.poll_seconds)
@@ -239,6 +246,13 @@ def main(argv: list[str] | None = None) -> int:
         problem = exc.errors()[0]
         raise ConfigError(f"--{'-'.join(str(p) for p in problem['loc'])}: {problem['msg']}") from None
     resolve_target(params)  # one line, before any flow run, for Lite or a bad config
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().api.url:
+        raise ConfigError(
+            "python -m flows.fanout needs the Prefect API that has the ingest deployment and its workers: "
+            "set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api) or `prefect cloud login`"
+        )
     summary = ingest_fanout(params)
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -22,6 +22,7 @@ from flows.console import quiet_environment, run_cli, settings_with_overrides
 from flows.errors import ConfigError
 
 if __name__ == "__main__":
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")  # a service: its runs' logs belong in the UI
     quiet_environment(one_off=False)  # before Prefect is imported: it reads these at import
 
 
@@ -99,6 +100,20 @@ def plan_serve(
     return plan
 
 
+def require_api() -> str:
+    """The Prefect API URL; without one Prefect would start a temporary server that never schedules."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        raise ConfigError(
+            "python -m flows.serve needs a running Prefect API (schedules never fire on the temporary server "
+            "Prefect starts without one): run `prefect server start` and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api, or `prefect cloud login`"
+        )
+    return str(url)
+
+
 def build_deployments(plan: ServePlan) -> list[Any]:
     """The two ``RunnerDeployment`` objects for ``prefect.serve``."""
     from prefect.deployments.runner import EntrypointType
@@ -147,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"--limit {args.limit}: must be at least 1")
     settings = settings_with_overrides(args.config)
     plan = plan_serve(settings, args.config, args.name, args.interval, args.limit)
+    require_api()
     from prefect import serve
 
     deployments = build_deployments(plan)

@@ -187,8 +187,8 @@ def base_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV and not k.startswith("PREFECT_")}
     env.update(CLIENT_ENV)
     env["PREFECT_HOME"] = str(home)
-    # The repository on the path: workers import ``flows`` without the project being installed.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    # No PYTHONPATH: like a fresh clone, workers find ``flows`` from the working directory that
+    # the deployment's pull step sets (the project need not be installed).
     return env
 
 
@@ -216,7 +216,7 @@ class PrefectServer:
     def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 180, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
         """Run ``prefect ARGS…`` against this server; never raises on a non-zero exit."""
         return subprocess.run(
-            [sys.executable, "-m", "prefect", *args], cwd=cwd, env=env or self.env(), capture_output=True,
+            [sys.executable, "-m", "prefect", *args], check=False, cwd=cwd, env=env or self.env(), capture_output=True,
             text=True, timeout=timeout, stdin=subprocess.DEVNULL,
         )
 
@@ -225,10 +225,15 @@ class PrefectServer:
         self.others.append(process)
         return process
 
-    def start_worker(self, pool: str, name: str, env: dict[str, str] | None = None, limit: int | None = None) -> ManagedProcess:
+    def start_worker(
+        self, pool: str, name: str, env: dict[str, str] | None = None, limit: int | None = None, queue: str | None = None
+    ) -> ManagedProcess:
+        """``prefect worker start``: all the pool's queues unless ``queue``; ``limit`` runs at once."""
         argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--name", name, "--type", "process"]
         if limit:
             argv += ["--limit", str(limit)]
+        if queue:
+            argv += ["--work-queue", queue]
         return self.start(name, argv, env)
 
     def wait_for_worker(self, pool: str, names: Sequence[str], timeout: float = 60) -> None:

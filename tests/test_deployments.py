@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.error
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,16 +33,28 @@ from prefect_server import PrefectServer, start_prefect_server
 
 from flows.config import settings_from_dict
 from flows.errors import ConfigError
-from flows.fanout import FanoutParams, refuse_lite, resolve_target, shard_parameters
+from flows.fanout import (
+    FanoutParams,
+    failure_message,
+    refuse_lite,
+    resolve_target,
+    shard_parameters,
+    summarize_shards,
+)
 from flows.ingest import IngestParams
 from flows.pipeline import run_ingest, select_shard, shard_of
 from flows.serve import plan_serve
 from flows.sources import Discovery, Skipped, SourceFile
 
 POOL = "milvus-ingest"
+#: Shard workers take one run at a time from the default queue, so two shards must use both;
+#: the fan-out parent waits on its own queue, served by a third worker.
 WORKERS = ("worker-a", "worker-b")
+COORDINATOR = "worker-fanout"
 #: Set in the workers' environment, as an operator would: it must never show up in the API.
-ENV_TOKEN = "env-token-" + uuid.uuid4().hex
+#: user:password form: the test Milvus server (auth off) ignores it, Lite ignores any token.
+ENV_PASSWORD = "env-password-" + uuid.uuid4().hex
+ENV_TOKEN = "tester:" + ENV_PASSWORD
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -92,6 +105,10 @@ def test_fanout_cli_refuses_lite_in_one_line_before_any_flow_run(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ingest-fanout needs a Milvus server"), result.stderr
     assert not (tmp_path / "milvus.db").exists()  # nothing was opened
+    server = write_config(tmp_path / "s.yaml", "http://127.0.0.1:9")
+    result = run_module("flows.fanout", str(tmp_path), "--config", str(server), timeout=120, PREFECT_API_URL="")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "needs the Prefect API" in lines[0], result.stderr
 
 
 def test_shard_parameters_are_complete_and_carry_no_secret():
@@ -106,6 +123,20 @@ def test_shard_parameters_are_complete_and_carry_no_secret():
     assert all(s["uri"] is None for s in shard_parameters(params, with_password))
     with pytest.raises(ConfigError, match="Milvus Lite"):
         resolve_target(FanoutParams(sources=["/data"], uri=str(Path("/tmp/x.db"))))
+
+
+def test_fanout_summary_sums_shards_and_names_the_failed_ones():
+    runs = [
+        {"shard": "0/3", "flow_run_id": "a", "state": "COMPLETED", "message": ""},
+        {"shard": "1/3", "flow_run_id": "b", "state": "FAILED", "message": "StoreError: Milvus at http://m:19530 …"},
+        {"shard": "2/3", "flow_run_id": "c", "state": "CRASHED", "message": ""},
+    ]
+    summary = summarize_shards(runs, {"a": {"chunks": 10, "files_read": 2, "collection": "x"}, "b": {"chunks": 3}})
+    assert (summary["completed"], summary["failed"], summary["chunks"], summary["files_read"]) == (1, 2, 13, 2)
+    assert failure_message(summary) == (
+        "2 of 3 shards did not complete (shard 1/3 failed: StoreError: Milvus at http://m:19530 …; "
+        "shard 2/3 crashed: no message)"
+    )
 
 
 def test_serve_plan_takes_the_schedule_from_the_config(tmp_path):
@@ -139,6 +170,11 @@ def test_serve_cli_errors_are_one_line(tmp_path):
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "error: schedule.ingest_cron '61 * * * *' is not a valid cron string (five fields, e.g. '0 * * * *' = hourly)"
     ]
+    # Without a Prefect API, Prefect would start a temporary server whose schedules never fire.
+    good = write_config(tmp_path / "ok.yaml", "http://m:19530", schedule={"ingest_cron": "0 * * * *", "sources": ["x"]})
+    result = run_module("flows.serve", "--config", str(good), timeout=120, PREFECT_HOME=str(tmp_path / "home"), PREFECT_API_URL="")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "needs a running Prefect API" in lines[0], result.stderr
 
 
 def test_prefect_yaml_matches_the_flows():
@@ -151,7 +187,7 @@ def test_prefect_yaml_matches_the_flows():
     for d in deployments.values():
         assert d["work_pool"]["name"] == POOL
         path, _, name = d["entrypoint"].partition(":")
-        assert (REPO / path).is_file() and re.search(rf"^def {name}\(", (REPO / path).read_text(), re.M)
+        assert (REPO / path).is_file() and re.search(rf"^def {name}\(", (REPO / path).read_text(), re.MULTILINE)
     assert deployments["ingest"]["schedules"][0]["cron"] == "0 * * * *"
     IngestParams.model_validate(deployments["ingest"]["parameters"]["params"])
     FanoutParams.model_validate(deployments["fanout"]["parameters"]["params"])
@@ -228,8 +264,9 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         step = time.monotonic()
         worker_env = server.env(MILVUS_TOKEN=ENV_TOKEN, PREFECT_RESULTS_PERSIST_BY_DEFAULT="true")
         for name in WORKERS:
-            server.start_worker(POOL, name, env=worker_env)
-        server.wait_for_worker(POOL, WORKERS)
+            server.start_worker(POOL, name, env=worker_env, limit=1, queue="default")
+        server.start_worker(POOL, COORDINATOR, env=worker_env, queue="fanout")
+        server.wait_for_worker(POOL, [*WORKERS, COORDINATOR])
         seconds["workers_polling"] = time.monotonic() - step
         seconds["stack_ready"] = time.monotonic() - started
         yield Stack(server, tmp, deployed.stdout, seconds)
@@ -286,6 +323,7 @@ def test_deploy_all_created_the_deployments_from_prefect_yaml(stack):
     assert "params" in ingest["parameter_openapi_schema"]["properties"]
     for name in ("search/search", "ingest-fanout/fanout"):
         assert stack.deployment(name)["work_pool_name"] == POOL
+    assert stack.deployment("ingest-fanout/fanout")["work_queue_name"] == "fanout"
 
 
 @pytest.mark.prefect
@@ -346,7 +384,7 @@ def test_milvus_token_never_reaches_logs_parameters_or_artifacts(stack, ingest_r
     assert flow_run["parameters"]["params"]["token_secret"] == ingest_run.secret_name
     for where, text in scanned.items():
         assert ingest_run.secret_value not in text, f"the Secret block's token leaked into {where}"
-        assert ENV_TOKEN not in text, f"MILVUS_TOKEN from the environment leaked into {where}"
+        assert ENV_PASSWORD not in text, f"MILVUS_TOKEN from the environment leaked into {where}"
 
 
 @pytest.mark.prefect
@@ -371,7 +409,7 @@ def test_search_deployment_returns_the_ingested_rows(stack, ingest_run):
     settings = settings_from_dict({"milvus": {"uri": str(ingest_run.db), "collection": ingest_run.collection}})
     with MilvusStore(settings.milvus) as store:
         stored = {r["id"]: r for r in store._iterate(["source", "text"])}
-    some_text = sorted(stored.values(), key=lambda r: r["id"])[0]["text"]
+    some_text = min(stored.values(), key=lambda r: r["id"])["text"]
     with stack.server.client_settings():
         from prefect.deployments import run_deployment
 
@@ -399,59 +437,94 @@ def test_search_deployment_returns_the_ingested_rows(stack, ingest_run):
 
 
 @pytest.mark.prefect
-def test_fanout_refuses_a_lite_uri_as_a_deployment_run(stack, tmp_path):
-    config = write_config(tmp_path / "lite.yaml", str(tmp_path / "milvus.db"))
-    run_id = stack.start_run("ingest-fanout/fanout", {"sources": [str(tmp_path)], "config": str(config), "shards": 2})
-    run = stack.wait(run_id, timeout=180)
-    assert run["state"]["type"] == "FAILED"
-    assert "needs a Milvus server, not Milvus Lite" in run["state"]["message"]
+def test_fanout_refuses_lite_and_a_missing_deployment_before_any_shard_run(stack, tmp_path):
+    lite = write_config(tmp_path / "lite.yaml", str(tmp_path / "milvus.db"))
+    server = write_config(tmp_path / "server.yaml", "http://127.0.0.1:9")
+    runs = {
+        "needs a Milvus server, not Milvus Lite": stack.start_run(
+            "ingest-fanout/fanout", {"sources": [str(tmp_path)], "config": str(lite), "shards": 2}
+        ),
+        "deployment 'ingest/nope' does not exist: run `prefect deploy --all`": stack.start_run(
+            "ingest-fanout/fanout", {"sources": [str(tmp_path)], "config": str(server), "deployment": "ingest/nope"}
+        ),
+    }
+    for expected, run_id in runs.items():
+        run = stack.wait(run_id, timeout=180)
+        assert run["state"]["type"] == "FAILED" and expected in run["state"]["message"], run["state"]["message"]
+        children = stack.server.api("POST", "/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [run_id]}}})
+        assert children == []  # refused before any shard run was created
+
+
+@pytest.mark.prefect
+def test_fanout_fails_when_its_shards_fail_and_names_them(stack, tmp_path):
+    config = write_config(tmp_path / "server.yaml", "http://127.0.0.1:9")  # never reached: discovery fails first
+    missing = str(tmp_path / "no-such-folder")
+    run_id = stack.start_run(
+        "ingest-fanout/fanout", {"sources": [missing], "config": str(config), "shards": 2, "poll_seconds": 1}
+    )
+    run = stack.wait(run_id, timeout=240)
+    message = run["state"]["message"]
+    assert run["state"]["type"] == "FAILED" and "2 of 2 shards did not complete" in message, message
+    assert "shard 0/2 failed" in message and "shard 1/2 failed" in message and "does not exist" in message
     children = stack.server.api("POST", "/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [run_id]}}})
-    assert children == []  # refused before any shard run was created
+    assert sorted(c["state"]["type"] for c in children) == ["FAILED", "FAILED"]
 
 
 @pytest.mark.prefect
 @pytest.mark.server
 def test_fanout_over_two_workers_into_a_milvus_server(stack, milvus_server_process, tmp_path, t5_embedder):
+    """Two shard runs on two workers into a real Milvus server (auth on: the token comes from a Secret)."""
+    from flows.config import load_settings
+    from flows.store import MilvusStore
+
+    server = milvus_server_process
+    token = server.token or "unused:token"  # the session's server has auth on (root:Milvus)
+    with stack.server.client_settings():
+        from prefect.blocks.system import Secret
+
+        Secret(value=token).save("milvus-server-token", overwrite=True)
     corpus = sample_corpus(tmp_path / "corpus", paragraphs=8)
     write_corpus(corpus, {f"more/extra{i}.md": f"Extra file {i} about lanterns, harbours and copper." for i in range(7)})
     collection = unique_name()
-    config = write_config(tmp_path / "fanout.yaml", milvus_server_process.uri, collection, model={"threads": 1})
+    config = write_config(tmp_path / "fanout.yaml", server.uri, collection, model={"threads": 1})  # no token in it
     started = time.monotonic()
     parent_id = stack.start_run(
         "ingest-fanout/fanout",
-        {"sources": [str(corpus)], "config": str(config), "uri": milvus_server_process.uri, "shards": 2, "poll_seconds": 1},
+        {"sources": [str(corpus)], "config": str(config), "uri": server.uri, "shards": 2, "poll_seconds": 1,
+         "token_secret": "milvus-server-token"},
     )
     parent = stack.wait(parent_id, timeout=420)
     elapsed = time.monotonic() - started
-    assert parent["state"]["type"] == "COMPLETED", parent["state"]
+    assert parent["state"]["type"] == "COMPLETED", parent["state"]["message"]
     children = stack.server.api("POST", "/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [parent_id]}}})
-    assert sorted(c["name"] for c in children) == ["shard-0-of-2", "shard-1-of-2"]
+    assert sorted(c["name"] for c in children) == [f"{parent['name']}-shard-0-of-2", f"{parent['name']}-shard-1-of-2"]
     assert all(c["state"]["type"] == "COMPLETED" for c in children)
-    shards = sorted(c["parameters"]["params"]["shard"] for c in children)
-    assert shards == ["0/2", "1/2"]
+    assert sorted(c["parameters"]["params"]["shard"] for c in children) == ["0/2", "1/2"]
     summaries = [_summary(stack.artifacts(c["id"])) for c in children]
     assert sum(s["files_read"] for s in summaries) == 12  # disjoint and complete: every file once
 
     # The collection equals a single-process ingest of the same corpus, row for row.
-    from flows.store import MilvusStore
-
-    fanned = settings_from_dict({"milvus": {"uri": milvus_server_process.uri, "collection": collection}})
-    single = write_config(tmp_path / "single.yaml", milvus_server_process.uri, unique_name())
-    from flows.config import load_settings
-
-    single_settings = load_settings(single)
-    run_ingest(single_settings, [str(corpus)], embedder=t5_embedder)
-
     def rows(settings):
         with MilvusStore(settings.milvus) as store:
             return {r["id"]: (r["source"], r["text"], r["chunk_index"]) for r in store._iterate(["source", "text", "chunk_index"])}
 
+    fanned = load_settings(write_config(tmp_path / "read.yaml", server.uri, collection, milvus={"token": server.token}))
+    single = load_settings(write_config(tmp_path / "single.yaml", server.uri, unique_name(), milvus={"token": server.token}))
+    run_ingest(single, [str(corpus)], embedder=t5_embedder)
     fanned_rows = rows(fanned)
-    assert fanned_rows == rows(single_settings)
+    assert fanned_rows == rows(single)
     assert sum(s["chunks"] for s in summaries) == len(fanned_rows)
     table = next(a for a in stack.artifacts(parent_id) if a["key"] == "ingest-fanout-shards")
-    assert "COMPLETED" in json.dumps(table["data"])
-    print(f"\nfan-out of 12 files over 2 shard runs: {elapsed:.1f} s")
+    assert json.dumps(table["data"]).count("COMPLETED") == 2
+    for run_id in [parent_id, *(c["id"] for c in children)]:  # the Secret's value went nowhere
+        seen = json.dumps([stack.server.api("GET", f"/flow_runs/{run_id}"), stack.logs(run_id), stack.artifacts(run_id)])
+        assert token not in seen
+    placed = {
+        worker.name: re.findall(rf"Flow run '({re.escape(parent['name'])}-shard-\d-of-2)' submitted to", worker.log.read_text())
+        for worker in stack.server.others if worker.name in WORKERS
+    }
+    assert sorted(len(shards) for shards in placed.values()) == [1, 1], placed  # one shard on each worker
+    print(f"\nfan-out of 12 files over 2 shard runs: {elapsed:.1f} s; shards per worker: {placed}")
 
 
 @pytest.mark.prefect
@@ -474,7 +547,7 @@ def test_serve_fires_a_scheduled_ingest(stack, tmp_path):
             assert serve.popen.poll() is None, serve.log_tail()
             try:
                 runs = stack.runs_of(f"ingest/{name}")
-            except Exception:  # not registered yet
+            except urllib.error.HTTPError:  # not registered yet
                 runs = []
             completed = next((r for r in runs if r["state"]["type"] == "COMPLETED"), None)
             failed = [r for r in runs if r["state"]["type"] in {"FAILED", "CRASHED"}]
