@@ -3,11 +3,13 @@
 Hits of the same source whose character spans overlap or touch are merged into one passage (the
 text is spliced from the hits' own texts, since ``hit.text == source[start:end]``; the source file
 is never re-read: it may have changed or be gone).  Passages go in best-rank order, each under a
-label such as ``[1] /path/file.md:120-940`` to cite; whole passages are taken while they fit the
-budget, counted with the model's tokenizer (``flows.chunking.TokenCounter``), and then the
-best passage left out is cut to fill what remains.  This module must never cut a passage without
-marking it (the text ends with "…" and the label's end offset is where the cut fell), and never
-exceed the budget.
+label such as ``[1] /path/file.md:120-940`` to cite; whole passages are taken in score order while
+they fit the budget, counted with the model's tokenizer (``flows.chunking.TokenCounter``), and
+the first one that does not fit is cut to fill what remains (better passages always come first).
+
+This module must never cut a passage without marking it (a cut end ends with "…", a cut start
+begins with one, and the label's offsets are exactly the text shown), never cut away the best hit
+of a merged passage, and never exceed the budget.
 """
 
 from __future__ import annotations
@@ -42,15 +44,21 @@ class Passage:
     score: float
     rank: int
     hit_ids: tuple[str, ...]
+    #: The end was cut to fit the budget (the rendered text ends with "…").
     truncated: bool = False
     number: int = 0
+    #: Where the best hit starts: a cut keeps the text from here on.
+    focus: int = -1
+    #: The start was cut to keep the best hit (the rendered text begins with "…").
+    cut_before: bool = False
 
     @property
     def label(self) -> str:
         return f"[{self.number}] {self.source}:{self.start}-{self.end}"
 
     def render(self) -> str:
-        return f"{self.label}\n{self.text}{ELLIPSIS if self.truncated else ''}"
+        before = ELLIPSIS if self.cut_before else ""
+        return f"{self.label}\n{before}{self.text}{ELLIPSIS if self.truncated else ''}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -59,7 +67,7 @@ class Passage:
             "start": self.start,
             "end": self.end,
             "score": round(self.score, 6),
-            "truncated": self.truncated,
+            "truncated": self.truncated or self.cut_before,
             "hit_ids": list(self.hit_ids),
         }
 
@@ -121,7 +129,7 @@ def merge_hits(hits: Sequence[Hit]) -> list[Passage]:
                     end = hit.end
             best_rank, best = min(group, key=lambda item: item[0])
             ids = tuple(hit.id for _, hit in sorted(group, key=lambda item: item[0]))
-            passages.append(Passage(source, first.start, end, text, best.score, best_rank, ids))
+            passages.append(Passage(source, first.start, end, text, best.score, best_rank, ids, focus=best.start))
     return sorted(passages, key=lambda p: p.rank)
 
 
@@ -135,7 +143,13 @@ def _tokens(counter: Counter, text: str) -> int:
 
 
 def _cut(passage: Passage, chosen: list[Passage], budget: int, counter: Counter) -> Passage | None:
-    """The longest prefix of ``passage`` (cut at a token, preferably a space) that still fits."""
+    """The longest piece of ``passage`` from its best hit on (cut at a token, preferably a space) that fits.
+
+    A merged passage can start with weaker hits; its best hit's text is what must survive a cut.
+    """
+    if passage.start < passage.focus < passage.end:
+        skip = passage.focus - passage.start
+        passage = replace(passage, text=passage.text[skip:], start=passage.focus, cut_before=True)
     offsets = counter.offsets(passage.text)
     if len(offsets) <= MIN_CUT_TOKENS:
         return None
@@ -147,10 +161,12 @@ def _cut(passage: Passage, chosen: list[Passage], budget: int, counter: Counter)
             text = text[:space].rstrip()
         return replace(passage, text=text, end=passage.start + len(text), truncated=True)
 
-    low, high, best = MIN_CUT_TOKENS, len(offsets) - 1, None
+    low, high, best = MIN_CUT_TOKENS, len(offsets), None
     while low <= high:
         mid = (low + high) // 2
         candidate = at(mid)
+        if candidate.text == passage.text:  # nothing cut at the end: only the start was clipped
+            candidate = replace(candidate, truncated=False)
         if _tokens(counter, _render([*chosen, candidate])) <= budget:
             best, low = candidate, mid + 1
         else:
@@ -165,16 +181,16 @@ def build_context(hits: Sequence[Hit], budget_tokens: int, counter: Counter) -> 
     passages = merge_hits(hits)
     chosen: list[Passage] = []
     left_out: list[Passage] = []
-    for passage in passages:
+    for index, passage in enumerate(passages):
         if _tokens(counter, _render([*chosen, passage])) <= budget_tokens:
             chosen.append(passage)
-        else:
-            left_out.append(passage)
-    if left_out:
-        cut = _cut(left_out[0], chosen, budget_tokens, counter)
+            continue
+        # The first passage that does not fit whole is cut to the room left, and the rest wait.
+        cut = _cut(passage, chosen, budget_tokens, counter)
         if cut is not None:
             chosen.append(cut)
-            left_out.pop(0)
+        left_out = passages[index + (cut is not None) :]
+        break
     ordered = [replace(p, number=i) for i, p in enumerate(sorted(chosen, key=lambda p: p.rank), start=1)]
     text = SEPARATOR.join(p.render() for p in ordered)
     return Context(

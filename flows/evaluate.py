@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from flows.errors import ConfigError
 
 if __name__ == "__main__":
     quiet_environment(one_off=True)
+    # gRPC's C core logs keepalive GOAWAYs from Milvus Lite to stderr; errors reach the user as our line.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from flows.beir import load_beir  # noqa: E402
 from flows.evaluation import EvaluationReport, evaluate_dataset  # noqa: E402
@@ -34,7 +37,9 @@ class EvaluateParams(BaseModel):
 
     dataset: str = Field(description="folder with corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
     config: str | None = Field(default=None, description="YAML config file (default config/default.yaml)")
-    uri: str | None = Field(default=None, description="Milvus URI for the scratch collection (default: a temporary Lite folder)")
+    uri: str | None = Field(
+        default=None, description="Milvus URI for the scratch collection (default: a temporary Lite folder)"
+    )
     k: int = Field(default=10, ge=1, le=1000)
     split: str = "test"
     out: str | None = Field(default=None, description="write per-query results as JSON to this file")
@@ -51,15 +56,27 @@ def write_details(report: EvaluationReport, out: str) -> None:
 def print_report(report: EvaluationReport, stream: Any = sys.stdout) -> None:
     s = report.seconds
     rows: list[tuple[str, Any]] = [
-        ("dataset", f"{report.dataset} (split {report.split}): {report.documents} documents, {report.queries} judged queries"),
+        (
+            "dataset",
+            f"{report.dataset} (split {report.split}): {report.documents} documents, {report.queries} judged queries",
+        ),
         ("model", report.model),
         ("scratch", f"{report.collection} at {report.uri} (dropped)"),
-        ("chunks", f"{report.chunks}" + (f" ({report.skipped_documents} empty documents skipped)" if report.skipped_documents else "")),
+        (
+            "chunks",
+            f"{report.chunks}"
+            + (f" ({report.skipped_documents} empty documents skipped)" if report.skipped_documents else ""),
+        ),
     ]
     rows += [(name, f"{value:.4f}") for name, value in report.metrics.items()]
     rows.append(
-        ("seconds", f"model load {s['model_load']:.1f}, ingest {s['ingest']:.1f}, search {s['search']:.2f} "
-                    f"({s['search_ms_per_query']:.1f} ms/query)")
+        (
+            "seconds",
+            (
+                f"model load {s['model_load']:.1f}, ingest {s['ingest']:.1f}, search {s['search']:.2f} "
+                f"({s['search_ms_per_query']:.1f} ms/query)"
+            ),
+        )
     )
     print(format_table(rows), file=stream)
 
@@ -71,10 +88,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="Exit codes: 0 evaluated, 2 usage/config/dataset/Milvus error.",
         allow_abbrev=False,
     )
-    parser.add_argument("dataset", metavar="DATASET_DIR", help="folder with corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
+    parser.add_argument(
+        "dataset", metavar="DATASET_DIR", help="folder with corpus.jsonl, queries.jsonl, qrels/<split>.tsv"
+    )
     parser.add_argument("--config", help="YAML config (default: config/default.yaml)")
     parser.add_argument("--uri", help="Milvus URI for a scratch collection (default: a temporary Milvus Lite folder)")
-    parser.add_argument("--k", type=int, default=10, help="cut-off of nDCG, Recall and MRR (default 10; Recall@100 too)")
+    parser.add_argument(
+        "--k", type=int, default=10, help="cut-off of nDCG, Recall and MRR (default 10; Recall@100 too)"
+    )
     parser.add_argument("--split", default="test", help="qrels split (default test)")
     parser.add_argument("--json", action="store_true", help="print one JSON object: the metrics and queries")
     parser.add_argument("--out", help="write per-query results as JSON to FILE")
@@ -85,11 +106,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = settings_with_overrides(args.config, args.uri)  # fail fast
-    if args.k < 1:
-        raise ConfigError(f"--k must be a positive integer, got {args.k}")
+    if not 1 <= args.k <= 1000:
+        raise ConfigError(f"--k must be between 1 and 1000, got {args.k}")
     if args.flow:
-        summary = evaluate(EvaluateParams(dataset=args.dataset, config=args.config, uri=args.uri, k=args.k,
-                                          split=args.split, out=args.out))
+        summary = evaluate(
+            EvaluateParams(
+                dataset=args.dataset, config=args.config, uri=args.uri, k=args.k, split=args.split, out=args.out
+            )
+        )
         print(json.dumps(summary) if args.json else format_table(list(summary.items())))
         return 0
     dataset = load_beir(args.dataset, args.split)  # a bad dataset is one line before any model loads

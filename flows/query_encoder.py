@@ -1,24 +1,27 @@
-"""A fast-starting query encoder: the model folder's modules.json pipeline, run with transformers.
+"""A fast-starting query encoder: the model folder's modules.json pipeline, computed in NumPy.
 
-Why it exists: the search CLI is interactive, and ``import sentence_transformers`` alone costs
-6-12 s on our 2-core machines (it pulls in sklearn and scipy through its utilities) where
-``torch`` + ``transformers`` cost ~3 s.  ``LightQueryEncoder`` loads the same files a
-sentence-transformers model folder holds (Transformer → Pooling(mean) → optional Dense →
-optional Normalize) and computes what ``flows.embedding.InstructorEmbeddingFunction`` computes:
-the model sees ``instruction + text.strip()``, mean pooling skips the instruction's tokens, rows are
-L2-normalised float32.  ``tests/test_search.py`` checks the two agree to 1e-5 on both test models.
+Why it exists: the search command is interactive, and on our 2-core machines importing
+sentence-transformers costs 6-12 s, and even torch + transformers' modelling code ~6-9 s, while
+encoding one question is milliseconds of arithmetic.  ``NumpyQueryEncoder`` reads the same files
+a sentence-transformers folder holds (Transformer → Pooling(mean) → optional Dense → optional
+Normalize; tokenizer.json; safetensors or zip-format torch weights) and computes what
+``flows.embedding.InstructorEmbeddingFunction`` computes: the model sees ``instruction +
+text.strip()``, mean pooling skips the instruction's tokens, rows are L2-normalised float32.
+``tests/test_search.py`` checks the two agree to 1e-5 on both test models and on BERT/T5
+variants.
 
-This module must never import sentence_transformers, and never guess: a module type, pooling
-mode, config key or precision it does not know makes ``load_query_encoder`` use the full
-``InstructorEmbeddingFunction`` instead (with the reason logged), never an approximation.
+This module must never import torch, transformers or sentence-transformers, and never guess: a
+module type, pooling mode, config key, weight type, precision or device it does not reproduce
+makes ``load_query_encoder`` use the full ``InstructorEmbeddingFunction`` (reason logged).
 """
 
 from __future__ import annotations
 
-import importlib
+import contextlib
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,13 +29,14 @@ from typing import Any
 import numpy as np
 
 from flows.config import ModelSettings
-from flows.embedding import pick_device, resolve_model_path
+from flows.embedding import resolve_model_path
 from flows.errors import ModelError
+from flows.numpy_models import UnsupportedModel, load_encoder, load_weights
 
 log = logging.getLogger(__name__)
 
-#: ``FLOWS_QUERY_ENCODER=full`` forces the sentence-transformers encoder (a way out if the light
-#: path ever misbehaves on a model; ``light`` refuses to fall back instead).
+#: ``FLOWS_QUERY_ENCODER=full`` forces the sentence-transformers encoder (a way out should the
+#: NumPy path ever misbehave on a model); ``numpy`` refuses to fall back instead.
 ENV_QUERY_ENCODER = "FLOWS_QUERY_ENCODER"
 
 _ST = "sentence_transformers.models."
@@ -47,17 +51,15 @@ _LEGACY_POOLING = {
     "pooling_mode_lasttoken": "lasttoken",
 }
 _DENSE_KEYS = {"in_features", "out_features", "bias", "activation_function"}
-#: Encoder-only classes sentence-transformers uses for encoder-decoder configs (the rest: AutoModel).
-_ENCODER_CLASSES = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}
 
 
 class UnsupportedPipeline(Exception):
-    """The model folder holds something the light encoder does not reproduce exactly."""
+    """The model folder holds something the NumPy encoder does not reproduce exactly."""
 
 
 @dataclass
 class PipelinePlan:
-    """What modules.json asks for, checked: the light encoder's recipe."""
+    """What modules.json asks for, checked: the NumPy encoder's recipe."""
 
     folder: Path
     transformer_dir: Path
@@ -131,50 +133,38 @@ def plan_pipeline(folder: str | Path) -> PipelinePlan:
     return plan
 
 
-def _activation(name: str | None) -> Any:
-    """The Dense activation, as sentence-transformers builds it: a ``torch.*`` nn.Module class."""
-    import torch
-
-    if name is None:
-        return torch.nn.Tanh()  # sentence-transformers' default
-    if not name.startswith("torch."):
-        raise UnsupportedPipeline(f"Dense activation {name!r} is not a torch class")
-    module_name, _, class_name = name.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError):
-        raise UnsupportedPipeline(f"Dense activation {name!r} cannot be imported") from None
-    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
-        raise UnsupportedPipeline(f"Dense activation {name!r} is not an nn.Module")
-    return cls()
-
-
-def _load_dense(spec: dict[str, Any]) -> Any:
-    import torch
-
+def _dense_layer(spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None, Any]:
+    """A Dense module's weight, bias and activation (Identity or Tanh, as sentence-transformers saves)."""
     config, folder = spec["config"], Path(spec["folder"])
-    linear = torch.nn.Linear(int(config["in_features"]), int(config["out_features"]), bias=bool(config.get("bias", True)))
-    if (folder / "model.safetensors").is_file():
-        from safetensors.torch import load_file
-
-        state = load_file(str(folder / "model.safetensors"))
-    elif (folder / "pytorch_model.bin").is_file():
-        state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    else:
-        raise UnsupportedPipeline(f"Dense module {folder.name} has no weights file")
-    prefixed = {k.removeprefix("linear."): v for k, v in state.items() if k.startswith("linear.")}
-    try:
-        linear.load_state_dict(prefixed, strict=True)
-    except RuntimeError as exc:
-        raise UnsupportedPipeline(f"Dense weights in {folder.name} do not fit: {str(exc).splitlines()[0]}") from None
-    return torch.nn.Sequential(linear, _activation(config.get("activation_function")))
+    weights = load_weights(folder)
+    weight, bias = weights.get("linear.weight"), weights.get("linear.bias")
+    shape = (int(config["out_features"]), int(config["in_features"]))
+    if weight is None or weight.shape != shape or (bias is None) == bool(config.get("bias", True)):
+        raise UnsupportedPipeline(f"Dense weights in {folder.name} do not fit its config")
+    activation = config.get("activation_function", "torch.nn.modules.activation.Tanh")
+    if activation not in _DENSE_ACTIVATIONS:
+        raise UnsupportedPipeline(f"Dense activation {activation!r} is not reproduced")
+    return weight.astype(np.float32), None if bias is None else bias.astype(np.float32), _DENSE_ACTIVATIONS[activation]
 
 
-class LightQueryEncoder:
-    """Query side of ``InstructorEmbeddingFunction`` without sentence-transformers (fp32 only).
+_DENSE_ACTIVATIONS = {
+    "torch.nn.modules.linear.Identity": lambda x: x,
+    "torch.nn.modules.activation.Tanh": np.tanh,
+}
+
+
+class _TokenizerView:
+    """What ``flows.chunking.TokenCounter`` needs from a tokenizer: the Rust ``backend_tokenizer``."""
+
+    def __init__(self, backend: Any):
+        self.backend_tokenizer = backend
+
+
+class NumpyQueryEncoder:
+    """Query side of ``InstructorEmbeddingFunction`` in NumPy: no torch, no transformers import.
 
     Same surface the search code uses: ``model_name``, ``query_instruction``, ``dim``,
-    ``max_seq_length``, ``tokenizer``, ``encode_queries(texts)`` and ``encode_array(texts, instruction)``.
+    ``max_seq_length``, ``tokenizer``, ``encode_queries(texts)``, ``encode_array(texts, instruction)``.
     """
 
     def __init__(
@@ -182,7 +172,6 @@ class LightQueryEncoder:
         model_name: str,
         query_instruction: str,
         batch_size: int = 32,
-        device: str = "auto",
         normalize_embeddings: bool = True,
         threads: int = 0,
         plan: PipelinePlan | None = None,
@@ -191,30 +180,30 @@ class LightQueryEncoder:
         self.query_instruction = query_instruction
         self.batch_size = batch_size
         self.normalize_embeddings = normalize_embeddings
+        #: BLAS threads while encoding; 0 means every core but one, as for torch (``model.threads``):
+        #: on our 2-core machines two BLAS threads beside other busy processes made one question take
+        #: 250-1600 ms instead of 26-41 ms.
+        self.threads = threads if threads > 0 else _spare_cores()
         plan = plan or plan_pipeline(resolve_model_path(model_name))
-        import torch
+        if not plan.max_seq_length:
+            raise UnsupportedPipeline("no max_seq_length in sentence_bert_config.json")
+        tokenizer_file = plan.transformer_dir / "tokenizer.json"
+        if not tokenizer_file.is_file():
+            raise UnsupportedPipeline("no tokenizer.json (a slow tokenizer)")
+        from tokenizers import Tokenizer
 
-        if threads and threads > 0:
-            torch.set_num_threads(threads)
-        self.device = pick_device(device)
         try:
-            import transformers
-            from transformers import AutoConfig, AutoTokenizer
-
-            config = AutoConfig.from_pretrained(str(plan.transformer_dir))
-            class_name = _ENCODER_CLASSES.get(config.model_type)
-            if class_name is None and getattr(config, "is_encoder_decoder", False):
-                raise UnsupportedPipeline(f"encoder-decoder model type {config.model_type!r} is not reproduced")
-            model_class = getattr(transformers, class_name) if class_name else transformers.AutoModel
-            tokenizer_kwargs = {"model_max_length": plan.max_seq_length} if plan.max_seq_length else {}
-            self._tokenizer = AutoTokenizer.from_pretrained(str(plan.transformer_dir), **tokenizer_kwargs)
-            self._model = model_class.from_pretrained(str(plan.transformer_dir), config=config)
-        except UnsupportedPipeline:
-            raise
+            self._tok = Tokenizer.from_file(str(tokenizer_file))
+            self._encoder = load_encoder(plan.transformer_dir)
+            self._dense = [_dense_layer(spec) for spec in plan.dense]
+        except UnsupportedModel as exc:
+            raise UnsupportedPipeline(str(exc)) from None
         except Exception as exc:
             raise ModelError(f"model {model_name!r} could not be loaded from {plan.transformer_dir}: {exc}") from None
-        self._model.to(self.device).eval()
-        self._dense = [_load_dense(spec).to(self.device).eval() for spec in plan.dense]
+        self._tok.no_padding()
+        self._tok.enable_truncation(max_length=int(plan.max_seq_length), strategy="longest_first")
+        self._max_seq_length = int(plan.max_seq_length)
+        self._special_ids = {t.id for t in _added_tokens(tokenizer_file) if t.special}
         self._normalize = plan.normalize
         self._dim = int(plan.dense[-1]["config"]["out_features"]) if plan.dense else plan.pooling_dim
         self._prompt_lengths: dict[str, int] = {}
@@ -225,76 +214,115 @@ class LightQueryEncoder:
 
     @property
     def max_seq_length(self) -> int:
-        return int(self._tokenizer.model_max_length)
+        return self._max_seq_length
 
     @property
     def tokenizer(self) -> Any:
-        return self._tokenizer
-
-    def _tokenize(self, texts: list[str]) -> Any:
-        return self._tokenizer(texts, padding=True, truncation="longest_first", return_tensors="pt")
+        return _TokenizerView(self._tok)
 
     def _prompt_length(self, instruction: str) -> int:
         """Tokens of the instruction, minus a trailing special token (as sentence-transformers counts)."""
         if instruction not in self._prompt_lengths:
-            ids = self._tokenize([instruction])["input_ids"][0]
-            length = int(ids.shape[-1])
-            if int(ids[-1]) in set(self._tokenizer.all_special_ids):
-                length -= 1
-            self._prompt_lengths[instruction] = length
+            ids = self._tok.encode(instruction).ids
+            self._prompt_lengths[instruction] = len(ids) - (1 if ids and ids[-1] in self._special_ids else 0)
         return self._prompt_lengths[instruction]
 
     def encode_queries(self, queries: list[str]) -> list[np.ndarray]:
+        for text in queries:
+            if self._tok.encode(self.query_instruction + str(text).strip()).overflowing:
+                log.warning("query is cut to the model's %d tokens: %.60r…", self._max_seq_length, text)
         return list(self.encode_array(queries, self.query_instruction))
 
     def encode_array(self, texts: list[str], instruction: str) -> np.ndarray:
-        """``(n, dim)`` float32 rows; batches are length-sorted like sentence-transformers does."""
+        """``(n, dim)`` float32 rows; batches are length-sorted and padded like sentence-transformers'."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        import torch
-
         stripped = [str(t).strip() for t in texts]
         order = np.argsort([-len(t) for t in stripped], kind="stable")
         prompt_length = self._prompt_length(instruction) if instruction else 0
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
-                index = order[start : start + self.batch_size]
-                batch = [instruction + stripped[i] for i in index]
-                features = {k: v.to(self.device) for k, v in self._tokenize(batch).items()}
-                vectors = self._forward(features, prompt_length)
-                out[index] = vectors.float().cpu().numpy()
+        with _blas_threads(self.threads):
+            self._encode_sorted(instruction, stripped, order, prompt_length, out)
         return out
 
-    def _forward(self, features: dict[str, Any], prompt_length: int) -> Any:
-        import torch
+    def _encode_sorted(
+        self, instruction: str, stripped: list[str], order: np.ndarray, prompt_length: int, out: np.ndarray
+    ) -> None:
+        for start in range(0, len(stripped), self.batch_size):
+            index = order[start : start + self.batch_size]
+            encodings = self._tok.encode_batch([instruction + stripped[i] for i in index])
+            width = max(len(e.ids) for e in encodings)
+            ids = np.zeros((len(index), width), dtype=np.int64)
+            types = np.zeros((len(index), width), dtype=np.int64)
+            mask = np.zeros((len(index), width), dtype=np.int64)
+            for row, e in enumerate(encodings):
+                ids[row, : len(e.ids)] = e.ids
+                types[row, : len(e.ids)] = e.type_ids
+                mask[row, : len(e.ids)] = 1
+            out[index] = self._pool(self._encoder(ids, mask, types), mask, prompt_length)
 
-        tokens = self._model(**features).last_hidden_state
-        mask = features["attention_mask"].clone()
+    def _pool(self, tokens: np.ndarray, mask: np.ndarray, prompt_length: int) -> np.ndarray:
+        """Mean over the text's tokens (not the instruction's), then Dense, then L2 normalisation."""
+        weights = mask.astype(np.float32)
         if prompt_length:
-            pad_lengths = mask.to(torch.int32).argmax(dim=1)
-            if int(pad_lengths.sum()) == 0:
-                mask[:, :prompt_length] = 0
-            else:  # left padding: the prompt starts after the pads
-                positions = torch.arange(mask.size(1), device=mask.device).unsqueeze(0)
-                mask[positions < (pad_lengths + prompt_length).unsqueeze(1)] = 0
-        accumulate = torch.float32 if tokens.dtype in (torch.float16, torch.bfloat16) else tokens.dtype
-        weights = mask.unsqueeze(-1).to(tokens.dtype)
-        summed = (tokens * weights).sum(dim=1, dtype=accumulate)
-        counts = torch.clamp(weights.sum(dim=1, dtype=accumulate), min=1e-9)
-        vectors = (summed / counts).to(tokens.dtype)
-        for dense in self._dense:
-            vectors = dense(vectors)
+            weights[:, :prompt_length] = 0.0  # right padding: the instruction comes first
+        summed = (tokens * weights[:, :, None]).sum(axis=1, dtype=np.float32)
+        vectors = summed / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
+        for weight, bias, activation in self._dense:
+            vectors = activation(vectors @ weight.T + (bias if bias is not None else 0.0)).astype(np.float32)
         if self._normalize or self.normalize_embeddings:
-            vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1)
-        return vectors
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = vectors / np.maximum(norms, 1e-12)
+        return vectors.astype(np.float32)
+
+
+def _added_tokens(tokenizer_file: Path) -> list[Any]:
+    """The tokenizer's added tokens with their ``special`` flag (tokenizer.json's own record)."""
+    data = _read_json(tokenizer_file)
+    return [_AddedToken(int(t["id"]), bool(t.get("special"))) for t in data.get("added_tokens", [])]
+
+
+@dataclass(frozen=True)
+class _AddedToken:
+    id: int
+    special: bool
+
+
+def _spare_cores() -> int:
+    """Every core this process may use but one, at least one."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+def _blas_threads(threads: int) -> Any:
+    """Limit NumPy's BLAS threads for a block (threadpoolctl, which sentence-transformers brings)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - without it BLAS keeps its default
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def _cpu_only(device: str) -> bool:
+    """NumPy runs on the CPU: used for ``cpu``, and for ``auto`` when no GPU can be present."""
+    if device == "cpu":
+        return True
+    if device != "auto":
+        return False
+    gpu_signs = ("/dev/nvidiactl", "/proc/driver/nvidia/version", "/dev/kfd")
+    return sys.platform != "darwin" and not any(os.path.exists(p) for p in gpu_signs)
 
 
 def load_query_encoder(model: ModelSettings, query_instruction: str | None = None, light: bool | None = None) -> Any:
-    """The encoder for questions: ``LightQueryEncoder`` where it is exact, else the full one.
+    """The encoder for questions: ``NumpyQueryEncoder`` where it is exact, else the full one.
 
-    ``light`` None follows ``FLOWS_QUERY_ENCODER`` (``full``/``light``; default: light when the
-    model allows it).  ``query_instruction`` overrides the configured one (the collection's).
+    ``light`` asks for the NumPy encoder (True) or the full one (False); None follows
+    ``FLOWS_QUERY_ENCODER`` (``full`` or ``numpy``; unset: NumPy when the model, precision and
+    device allow it).  ``query_instruction`` overrides the configured one (the search passes the
+    collection's).
     """
     instruction = model.query_instruction if query_instruction is None else query_instruction
     choice = os.environ.get(ENV_QUERY_ENCODER, "").strip().lower()
@@ -303,19 +331,20 @@ def load_query_encoder(model: ModelSettings, query_instruction: str | None = Non
     if light:
         try:
             if model.precision != "fp32":
-                raise UnsupportedPipeline(f"precision {model.precision} (the light encoder is fp32 only)")
-            return LightQueryEncoder(
+                raise UnsupportedPipeline(f"precision {model.precision} (the NumPy encoder is fp32 only)")
+            if not _cpu_only(model.device):
+                raise UnsupportedPipeline(f"device {model.device!r} may be a GPU (the NumPy encoder runs on the CPU)")
+            return NumpyQueryEncoder(
                 model.name,
                 instruction,
                 batch_size=model.batch_size,
-                device=model.device,
                 normalize_embeddings=model.normalize_embeddings,
                 threads=model.threads,
                 plan=plan_pipeline(resolve_model_path(model.name)),
             )
         except UnsupportedPipeline as exc:
-            if choice == "light":
-                raise ModelError(f"model {model.name!r} cannot use the light query encoder: {exc}") from None
+            if choice == "numpy":
+                raise ModelError(f"model {model.name!r} cannot use the NumPy query encoder: {exc}") from None
             log.info("query encoder: using sentence-transformers for %s (%s)", model.name, exc)
     from flows.embedding import InstructorEmbeddingFunction
 

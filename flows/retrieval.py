@@ -138,7 +138,7 @@ class Searcher:
 
     ``encoder`` reuses a loaded model (anything with ``encode_array(texts, instruction)``, ``dim``
     and ``model_name``); otherwise the configured model is loaded on the first search, with the
-    light query encoder where it is exact (``flows.query_encoder``).
+    NumPy query encoder where it is exact (``flows.query_encoder``; ``light=False`` forces the full one).
     """
 
     def __init__(
@@ -194,7 +194,9 @@ class Searcher:
     def _index_type(self) -> str:
         try:
             with _quiet_pymilvus():
-                info = self.store.client.describe_index(self.store.collection, "vector", timeout=self.settings.milvus.timeout)
+                info = self.store.client.describe_index(
+                    self.store.collection, "vector", timeout=self.settings.milvus.timeout
+                )
             return str((info or {}).get("index_type") or self.settings.milvus.index_type)
         except Exception:  # an index description is a nicety; the config's type is a fine default
             return self.settings.milvus.index_type
@@ -208,7 +210,10 @@ class Searcher:
             with _quiet_pymilvus():
                 with_retries(
                     lambda: store.client.query(
-                        store.collection, filter=filter_expr, limit=1, output_fields=["id"],
+                        store.collection,
+                        filter=filter_expr,
+                        limit=1,
+                        output_fields=["id"],
                         timeout=store.settings.timeout,
                     ),
                     "filter check",
@@ -217,7 +222,9 @@ class Searcher:
                 )
         except Exception as exc:
             if is_transient(exc):
-                raise StoreError(f"Milvus at {self.settings.milvus.uri}: filter check failed: {_milvus_reason(exc)}") from None
+                raise StoreError(
+                    f"Milvus at {self.settings.milvus.uri}: filter check failed: {_milvus_reason(exc)}"
+                ) from None
             raise BadFilterError(f"bad --filter expression {filter_expr!r}: {_milvus_reason(exc)}") from None
 
     # -- encoding ---------------------------------------------------------------------
@@ -281,7 +288,9 @@ class Searcher:
                 except StoreError as exc:
                     cause = exc.__cause__
                     if filter_expr and cause is not None and not is_transient(cause) and "expr" in str(cause).lower():
-                        raise BadFilterError(f"bad --filter expression {filter_expr!r}: {_milvus_reason(cause)}") from None
+                        raise BadFilterError(
+                            f"bad --filter expression {filter_expr!r}: {_milvus_reason(cause)}"
+                        ) from None
                     raise
             results.extend([_to_hit(h, output_fields) for h in row] for row in raw)
         return results
@@ -367,8 +376,8 @@ def search_questions(
 
 
 __all__ = [
-    "BadFilterError",
     "HIT_FIELDS",
+    "BadFilterError",
     "Hit",
     "Searcher",
     "read_search_meta",

@@ -3,8 +3,8 @@
 ``python -m flows.search QUESTION...`` prints ranked hits per question (a table on a terminal,
 one JSON object per question with ``--json``) or, with ``--context``, a citable context block per
 question.  The command line is interactive, so it never imports Prefect unless ``--flow`` asks
-for a flow run (a temporary Prefect server costs ~10 s here), and it loads the light query
-encoder (``flows.query_encoder``) rather than sentence-transformers.  Python callers that want
+for a flow run (a temporary Prefect server costs ~10 s here), and it encodes questions with the
+NumPy query encoder (``flows.query_encoder``: no torch, no sentence-transformers import).  Python callers that want
 no Prefect import use ``flows.retrieval.search_questions``.  This module must never hold search
 logic, and never put the Milvus token in a parameter, a log line or an artifact.
 """
@@ -19,14 +19,17 @@ import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.config import Settings
 from flows.console import quiet_environment, run_cli, settings_with_overrides
+from flows.errors import ConfigError
 from flows.retrieval import MAX_TOP_K, Hit, Searcher, search_questions
 
 if __name__ == "__main__":
     quiet_environment(one_off=True)
+    # gRPC's C core logs keepalive GOAWAYs from Milvus Lite to stderr; errors reach the user as our line.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 DEFAULT_TOP_K = 5
 DEFAULT_BUDGET = 512
@@ -42,11 +45,13 @@ class SearchParams(BaseModel):
     uri: str | None = Field(default=None, description="Milvus URI; overrides config and MILVUS_URI")
     collection: str | None = None
     top_k: int = Field(default=DEFAULT_TOP_K, ge=1, le=MAX_TOP_K)
-    filter: str = Field(default="", description="Milvus filter expression, e.g. source like \"%.md\"")
+    filter: str = Field(default="", description='Milvus filter expression, e.g. source like "%.md"')
     output_fields: list[str] = Field(default_factory=list, description="extra row fields to return")
     context: bool = Field(default=False, description="also build a citable context block per question")
     budget_tokens: int = Field(default=DEFAULT_BUDGET, ge=1, description="token budget of a context block")
-    token_secret: str | None = Field(default=None, description="name of a Prefect Secret block holding the Milvus token")
+    token_secret: str | None = Field(
+        default=None, description="name of a Prefect Secret block holding the Milvus token"
+    )
 
 
 @dataclass
@@ -73,6 +78,8 @@ def answer_questions(
     budget_tokens: int | None = None,
 ) -> list[Answer]:
     """Search all questions in one batch; with ``budget_tokens``, build each one's context block."""
+    if budget_tokens is not None and (isinstance(budget_tokens, bool) or budget_tokens < 1):
+        raise ConfigError(f"--budget must be a positive number of tokens, got {budget_tokens!r}")
     with Searcher(settings) as searcher:
         results = searcher.search(questions, top_k, filter_expr, output_fields or ())
         counter = None
@@ -83,7 +90,7 @@ def answer_questions(
             counter = TokenCounter(searcher.encoder.tokenizer)
         answers = []
         for question, hits in zip(questions, results):
-            context = build_context(hits, budget_tokens, counter) if counter is not None and budget_tokens else None
+            context = None if counter is None or budget_tokens is None else build_context(hits, budget_tokens, counter)
             answers.append(Answer(question, hits, context))
         return answers
 
@@ -92,7 +99,7 @@ def answer_questions(
 def _display_source(source: str) -> str:
     """A path under the working directory is shown relative to it: shorter in a table."""
     cwd = os.getcwd().rstrip("/") + "/"
-    return source[len(cwd) :] if source.startswith(cwd) else source
+    return source.removeprefix(cwd)
 
 
 def _one_line(text: str, width: int) -> str:
@@ -112,16 +119,16 @@ def print_table(answers: list[Answer], stream: TextIO, width: int | None = None)
             continue
         sources = [_display_source(h.source) for h in answer.hits]
         spans = [f"{h.start}-{h.end}" for h in answer.hits]
-        source_width = min(max(len(s) for s in sources + ["source"]), max(24, width // 3))
+        source_width = min(max(len(s) for s in sources + ["source"]), max(24, width * 2 // 5))
         span_width = max(len(s) for s in spans + ["chars"])
         header = f"  {'#':>2}  {'score':>6}  {'source':<{source_width}}  {'chars':<{span_width}}  passage"
         print(header, file=stream)
         room = max(width - len(header) + len("passage"), 20)
         for rank, (hit, source, span) in enumerate(zip(answer.hits, sources, spans), start=1):
             shown = source if len(source) <= source_width else "…" + source[-(source_width - 1) :]
+            passage = _one_line(hit.text, room)
             print(
-                f"  {rank:>2}  {hit.score:6.4f}  {shown:<{source_width}}  {span:<{span_width}}  {_one_line(hit.text, room)}",
-                file=stream,
+                f"  {rank:>2}  {hit.score:6.4f}  {shown:<{source_width}}  {span:<{span_width}}  {passage}", file=stream
             )
 
 
@@ -144,7 +151,10 @@ def print_contexts(answers: list[Answer], stream: TextIO) -> None:
         context = answer.context
         print(f"Q{number}: {answer.question}", file=stream)
         note = f" ({context.omitted} passage(s) left out by the budget)" if context.omitted else ""
-        print(f"-- context: {context.tokens} of {context.budget} tokens, {len(context.passages)} passage(s){note}", file=stream)
+        print(
+            f"-- context: {context.tokens} of {context.budget} tokens, {len(context.passages)} passage(s){note}",
+            file=stream,
+        )
         print(context.text, file=stream)
 
 
@@ -174,7 +184,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--uri", help="Milvus URI: ./milvus.db (Lite) or http://host:19530")
     parser.add_argument("--collection", help="collection name")
     parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help=f"hits per question (default {DEFAULT_TOP_K})")
-    parser.add_argument("--filter", default="", help='Milvus filter expression, e.g. \'source like "%%/psalms/%%"\'')
+    parser.add_argument("--filter", default="", help="Milvus filter expression, e.g. 'source like \"%%/psalms/%%\"'")
     parser.add_argument("--json", action="store_true", help="one JSON object per question: question, hits")
     parser.add_argument("--context", action="store_true", help="print a citable context block per question")
     parser.add_argument(
@@ -189,9 +199,15 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_with_overrides(args.config, args.uri, args.collection)  # fail fast
     budget = args.budget if args.context else None
     if args.flow:
-        params = SearchParams(
-            questions=args.questions, config=args.config, uri=args.uri, collection=args.collection,
-            top_k=args.top_k, filter=args.filter, context=args.context, budget_tokens=args.budget,
+        params = _flow_params(
+            questions=args.questions,
+            config=args.config,
+            uri=args.uri,
+            collection=args.collection,
+            top_k=args.top_k,
+            filter=args.filter,
+            context=args.context,
+            budget_tokens=args.budget,
         )
         results = search(params)
         if args.json:
@@ -200,8 +216,24 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print_answers(_answers_from_dicts(results), False)
         return 0
-    print_answers(answer_questions(settings, args.questions, args.top_k, args.filter, None, budget), args.json)
+    answers = answer_questions(settings, args.questions, args.top_k, args.filter, None, budget)
+    try:
+        print_answers(answers, args.json)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def _flow_params(**values: Any) -> SearchParams:
+    """The flow's parameters from the flags; a value pydantic refuses is one line naming the flag."""
+    try:
+        return SearchParams(**values)
+    except ValidationError as exc:
+        item = exc.errors()[0]
+        name = str(item["loc"][0]) if item["loc"] else "parameters"
+        flag = {"budget_tokens": "--budget", "top_k": "--top-k"}.get(name, f"--{name}")
+        raise ConfigError(f"bad {flag}: {item['msg']}") from None
 
 
 def _answers_from_dicts(results: list[dict[str, Any]]) -> list[Answer]:
@@ -210,12 +242,24 @@ def _answers_from_dicts(results: list[dict[str, Any]]) -> list[Answer]:
 
     answers = []
     for result in results:
-        hits = [Hit(**{k: v for k, v in h.items() if k != "fields"}, fields=h.get("fields", {})) for h in result["hits"]]
+        hits = [
+            Hit(**{k: v for k, v in h.items() if k != "fields"}, fields=h.get("fields", {})) for h in result["hits"]
+        ]
         context = None
         if "context" in result:
             c = result["context"]
             passages = [
-                Passage(p["source"], p["start"], p["end"], "", p["score"], 0, tuple(p["hit_ids"]), p["truncated"], p["number"])
+                Passage(
+                    source=p["source"],
+                    start=p["start"],
+                    end=p["end"],
+                    text="",
+                    score=p["score"],
+                    rank=p["number"],
+                    hit_ids=tuple(p["hit_ids"]),
+                    truncated=p["truncated"],
+                    number=p["number"],
+                )
                 for p in c["passages"]
             ]
             context = Context(c["text"], passages, c["tokens"], c["budget"], c["omitted"])
@@ -247,7 +291,13 @@ def _publish(answers: list[Answer]) -> None:
     from prefect.artifacts import create_table_artifact
 
     rows = [
-        {"question": a.question, "rank": rank, "score": round(h.score, 4), "source": h.source, "chars": f"{h.start}-{h.end}"}
+        {
+            "question": a.question,
+            "rank": rank,
+            "score": round(h.score, 4),
+            "source": h.source,
+            "chars": f"{h.start}-{h.end}",
+        }
         for a in answers
         for rank, h in enumerate(a.hits, start=1)
     ]
