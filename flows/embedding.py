@@ -159,6 +159,20 @@ class InstructorEmbeddingFunction:
             raise ModelError(f"model {model_name!r} does not report its embedding dimension")
         self._dim = int(dim)
 
+    @classmethod
+    def from_settings(cls, model: Any, query_instruction: str | None = None) -> InstructorEmbeddingFunction:
+        """Build from ``Settings.model``; ``query_instruction`` overrides it (the collection's own)."""
+        return cls(
+            model_name=model.name,
+            query_instruction=query_instruction or model.query_instruction,
+            doc_instruction=model.doc_instruction,
+            batch_size=model.batch_size,
+            device=model.device,
+            normalize_embeddings=model.normalize_embeddings,
+            precision=model.precision,
+            threads=model.threads,
+        )
+
     # -- properties ---------------------------------------------------------------------
     @property
     def dim(self) -> int:

@@ -102,17 +102,7 @@ def load_embedder(settings: Settings) -> Any:
     """The full document + query encoder (documents need it; queries reuse it)."""
     from flows.embedding import InstructorEmbeddingFunction
 
-    m = settings.model
-    return InstructorEmbeddingFunction(
-        model_name=m.name,
-        query_instruction=m.query_instruction,
-        doc_instruction=m.doc_instruction,
-        batch_size=m.batch_size,
-        device=m.device,
-        normalize_embeddings=m.normalize_embeddings,
-        precision=m.precision,
-        threads=m.threads,
-    )
+    return InstructorEmbeddingFunction.from_settings(settings.model)
 
 
 def evaluate_dataset(

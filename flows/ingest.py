@@ -8,23 +8,24 @@ never put the Milvus token in a parameter, a log line or an artifact.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from typing import Any
 
-from flows.console import ProgressBar, format_table, quiet_environment, run_cli, settings_with_overrides
-
 if __name__ == "__main__":
-    quiet_environment(one_off=True)  # before Prefect is imported: it reads these at import
+    # `python -m flows.ingest`: the command line lives in flows.ingest_cli, which imports this
+    # module (and Prefect, ~2 s) only for a flow run, not for --no-flow.
+    from flows.console import run_cli
+    from flows.ingest_cli import main
 
-from prefect import flow, task  # noqa: E402 - after the quiet defaults
+    run_cli(main)
+
+from flows.console import ProgressBar, settings_with_overrides  # noqa: E402
+
+from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NONE  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
 from flows.pipeline import IngestOptions, IngestReport, parse_shard, run_ingest  # noqa: E402
-from flows.sources import discover_sources  # noqa: E402
 
 
 class IngestParams(BaseModel):
@@ -105,79 +106,11 @@ def ingest(params: IngestParams) -> dict[str, Any]:
 
         settings.milvus.token = Secret.load(params.token_secret).get()
     options = IngestOptions(full=params.full, prune=params.prune, shard=parse_shard(params.shard))
-    progress = _ProgressArtifact(_CLI_PROGRESS.get("bar"))
+    progress = _ProgressArtifact(CLI_PROGRESS.get("bar"))
     report = run_ingest(settings, params.sources, options, progress=progress, step=_prefect_step)
     _publish(report)
     return report.as_dict()
 
 
-_CLI_PROGRESS: dict[str, ProgressBar] = {}
-
-
-def print_summary(summary: dict[str, Any], stream: Any = sys.stdout) -> None:
-    rows = [
-        ("collection", f"{summary['collection']} at {summary['uri']}"),
-        ("files read", f"{summary['files_read']} (new {summary['new']}, updated {summary['updated']}, unchanged {summary['unchanged']})"),
-        ("skipped", summary["skipped"]),
-    ]
-    rows += [(f"  {s['source']}", s["reason"]) for s in summary["skipped_sources"]]
-    rows += [("pruned", summary["pruned"])]
-    if summary["stale_not_pruned"]:
-        rows.append(("gone, not pruned", f"{summary['stale_not_pruned']} (rerun with --prune to remove them)"))
-    stages = summary["stages"]
-    rows += [
-        ("chunks", summary["chunks"]),
-        ("rows now", summary["rows_in_collection"]),
-        ("seconds", f"{summary['seconds']:.2f} (model load {stages['model_load']:.2f}, encode {stages['encode']:.2f}, write {stages['write']:.2f})"),
-        ("chunks/s", f"{summary['chunks_per_second']:.1f}"),
-    ]
-    print(format_table(rows), file=stream)
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m flows.ingest",
-        description="Chunk, embed (Instructor, document instruction) and upsert sources into Milvus.",
-        epilog="Exit codes: 0 all sources in, 1 some sources skipped, 2 usage/config/Milvus error.",
-    )
-    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="files, folders (recursive) or glob patterns")
-    parser.add_argument("--config", help="YAML config (default: config/default.yaml)")
-    parser.add_argument("--uri", help="Milvus URI: ./milvus.db (Lite) or http://host:19530")
-    parser.add_argument("--collection", help="collection name")
-    parser.add_argument("--model", help="model: hub id, local folder, or package://PKG/SUBDIR")
-    parser.add_argument("--full", action="store_true", help="re-embed everything, changed or not")
-    parser.add_argument("--prune", action="store_true", help="remove chunks of sources gone from these roots")
-    parser.add_argument("--shard", help="i/N: ingest only this worker's share of the sources")
-    parser.add_argument("--no-flow", action="store_true", help="run without Prefect (no flow run, no artifacts)")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    settings = settings_with_overrides(args.config, args.uri, args.collection, args.model)  # fail fast
-    options = IngestOptions(full=args.full, prune=args.prune, shard=parse_shard(args.shard))
-    # A typo in a path is a one-line error before any flow run, model or Milvus is started.
-    discover_sources(args.sources, settings.sources.include, settings.sources.exclude)
-    bar = ProgressBar()
-    try:
-        if args.no_flow:
-            summary = run_ingest(settings, args.sources, options, progress=bar).as_dict()
-        else:
-            _CLI_PROGRESS["bar"] = bar
-            params = IngestParams(
-                sources=args.sources, config=args.config, uri=args.uri, collection=args.collection,
-                model=args.model, full=args.full, prune=args.prune, shard=args.shard,
-            )
-            summary = ingest(params)
-    finally:
-        bar.close()
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print_summary(summary)
-    return 1 if summary["skipped"] else 0
-
-
-if __name__ == "__main__":
-    run_cli(main)
+#: The command line's progress bar, drawn from inside the flow run (same process).
+CLI_PROGRESS: dict[str, ProgressBar] = {}

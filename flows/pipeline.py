@@ -19,11 +19,10 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 
 from flows.chunking import Chunk, Chunker, TokenCounter, check_chunk_budget
 from flows.config import Settings
@@ -387,17 +386,7 @@ class Ingestor:
             started = time.perf_counter()
             from flows.embedding import InstructorEmbeddingFunction
 
-            m = self.settings.model
-            self._embedder = InstructorEmbeddingFunction(
-                model_name=m.name,
-                query_instruction=m.query_instruction,
-                doc_instruction=m.doc_instruction,
-                batch_size=m.batch_size,
-                device=m.device,
-                normalize_embeddings=m.normalize_embeddings,
-                precision=m.precision,
-                threads=m.threads,
-            )
+            self._embedder = InstructorEmbeddingFunction.from_settings(self.settings.model)
             self.times.model_load += time.perf_counter() - started
         return self._embedder
 

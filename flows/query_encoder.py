@@ -180,7 +180,7 @@ class NumpyQueryEncoder:
         self.query_instruction = query_instruction
         self.batch_size = batch_size
         self.normalize_embeddings = normalize_embeddings
-        #: BLAS threads while encoding; 0 means every core but one, as for torch (``model.threads``):
+        #: BLAS threads while encoding; 0 (``model.threads``) means every core but one here:
         #: on our 2-core machines two BLAS threads beside other busy processes made one question take
         #: 250-1600 ms instead of 26-41 ms.
         self.threads = threads if threads > 0 else _spare_cores()
@@ -348,13 +348,4 @@ def load_query_encoder(model: ModelSettings, query_instruction: str | None = Non
             log.info("query encoder: using sentence-transformers for %s (%s)", model.name, exc)
     from flows.embedding import InstructorEmbeddingFunction
 
-    return InstructorEmbeddingFunction(
-        model_name=model.name,
-        query_instruction=instruction,
-        doc_instruction=model.doc_instruction,
-        batch_size=model.batch_size,
-        device=model.device,
-        normalize_embeddings=model.normalize_embeddings,
-        precision=model.precision,
-        threads=model.threads,
-    )
+    return InstructorEmbeddingFunction.from_settings(model, query_instruction=instruction)

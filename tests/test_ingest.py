@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import pytest
 from conftest import sample_corpus, unique_name, write_corpus
 

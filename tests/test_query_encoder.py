@@ -162,7 +162,14 @@ def test_what_it_cannot_reproduce_goes_to_sentence_transformers(tmp_path, monkey
         plan_pipeline(folder)
 
     calls = []
-    monkeypatch.setattr("flows.embedding.InstructorEmbeddingFunction", lambda **kw: calls.append(kw) or "full")
+
+    class FullEncoder:  # stands in for InstructorEmbeddingFunction: records what it was asked for
+        @classmethod
+        def from_settings(cls, model, query_instruction=None):
+            calls.append({"model_name": model.name, "query_instruction": query_instruction})
+            return "full"
+
+    monkeypatch.setattr("flows.embedding.InstructorEmbeddingFunction", FullEncoder)
     assert load_query_encoder(ModelSettings(name=str(folder), device="cpu")) == "full"
     assert calls[-1]["model_name"] == str(folder)
     assert load_query_encoder(ModelSettings(name=str(T5_MODEL), device="cpu", precision="bf16")) == "full"
