@@ -6,7 +6,7 @@
 - ``python -m benchmarks.query``: latency per question, one at a time and 100 in a batch.
 - ``python -m benchmarks.gpu --quick``: instructor-xl's shape on a GPU (random weights).
 
-Results and the machine they came from are in ``docs/readme/benchmark.md``.  This package must
+Results and the machine they came from are in the README (section "Benchmarks").  This package must
 never be imported by ``flows`` (the product does not depend on its benchmarks), and never write
 outside a temporary folder it created (or the ``--json`` file it is given).
 """
