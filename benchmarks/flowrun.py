@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchmarks.measure import Result, measure, note
+from benchmarks.measure import Result, measure, note, stop_process
 
 
 def _free_port() -> int:
@@ -65,13 +65,7 @@ class PrefectServer:
         raise RuntimeError(f"prefect server did not answer within {self.timeout:.0f} s")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def __enter__(self) -> PrefectServer:
         self.start()

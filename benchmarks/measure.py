@@ -275,3 +275,15 @@ class Result:
             "threads": self.threads,
             **self.extra,
         }
+
+
+def stop_process(process: "subprocess.Popen[bytes] | subprocess.Popen[str] | None", grace: float = 30) -> None:
+    """Stop a helper server this benchmark started: SIGTERM, then SIGKILL after ``grace`` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.measure import stop_process
 from flows.console import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,13 +85,7 @@ class LiteServer:
         raise RuntimeError("milvus-lite server did not start within 60 s")
 
     def __exit__(self, *exc: object) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def child_main(corpus: str, config: str, encoder: str) -> int:

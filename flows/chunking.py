@@ -25,7 +25,6 @@ _SPLITTERS: tuple[re.Pattern[str], ...] = (
     re.compile(r"\n\s*"),
     re.compile(r"(?<=[,;:、，])\s*|\s+"),
 )
-_NON_SPACE = re.compile(r"\S")
 
 
 @dataclass(frozen=True)
@@ -312,6 +311,3 @@ def _byte_windows(text: str, start: int, end: int, max_bytes: int) -> list[_Unit
         a = max(b, a + 1)
     return units
 
-
-def has_text(text: str) -> bool:
-    return _NON_SPACE.search(text) is not None

@@ -104,8 +104,6 @@ class ChunkSettings(_Strict):
 class SourceSettings(_Strict):
     include: list[str] = Field(default_factory=lambda: ["*.txt", "*.md", "*.rst", "*.text", "*.markdown"])
     exclude: list[str] = Field(default_factory=lambda: [".*", "__pycache__", "node_modules", "*.db"])
-    #: Files above this size are read and chunked in blocks rather than whole.
-    max_file_bytes: int = Field(default=1 << 40, ge=1)
 
 
 class ScheduleSettings(_Strict):

@@ -97,7 +97,6 @@ class IngestPlan:
     emptied: dict[str, set[str]]
     #: Stored sources under the given roots that no longer exist (removed only with ``prune``).
     gone: dict[str, set[str]]
-    roots: list[str]
 
 
 @dataclass
@@ -249,7 +248,7 @@ def plan_ingest(
         if options.shard and shard_of(source, options.shard[1]) != options.shard[0]:
             continue
         gone[source] = set(state.ids)
-    return IngestPlan(todo, unchanged, all_skipped, emptied, gone, list(roots))
+    return IngestPlan(todo, unchanged, all_skipped, emptied, gone)
 
 
 def select_shard(discovery: Discovery, shard: tuple[int, int] | None) -> Discovery:

@@ -128,17 +128,6 @@ def discover_sources(
     return Discovery(files=files, skipped=skipped, roots=sorted(set(roots)))
 
 
-def hash_file(path: Path) -> tuple[str, int]:
-    """SHA-256 and size of the file's bytes, streamed: how a re-run knows a file is unchanged."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as handle:
-        while block := handle.read(BLOCK_BYTES):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
-
-
 def check_readable(path: Path) -> str | None:
     """Why the file cannot be ingested, or None; reads only its first block."""
     try:

@@ -21,6 +21,7 @@ import numpy as np
 from flows.config import MilvusSettings
 from flows.errors import CollectionMismatchError, ConfigError, StoreError
 from flows.retry import with_retries
+from flows.sources import SOURCE_MAX_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,6 @@ def _quiet_lite_noise() -> None:
 #: Version of the row layout below; bump when fields change.
 SCHEMA_VERSION = 1
 META_PROPERTY = "flows.meta"
-SOURCE_MAX_BYTES = 4096
 ID_MAX_BYTES = 64
 HASH_MAX_BYTES = 80
 
