@@ -39,6 +39,10 @@ def quiet_environment(one_off: bool = False) -> None:
         os.environ.setdefault(key, value)
     if one_off:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+        # Prefect's background services log under their class names ("Still processing items…"
+        # while the temporary server drains at exit): not the user's business in a one-off run.
+        for name in ("EventsWorker", "APILogWorker"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # keep-alive chatter from grpc core
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
