@@ -104,6 +104,13 @@ class ChunkSettings(_Strict):
 class SourceSettings(_Strict):
     include: list[str] = Field(default_factory=lambda: ["*.txt", "*.md", "*.rst", "*.text", "*.markdown"])
     exclude: list[str] = Field(default_factory=lambda: [".*", "__pycache__", "node_modules", "*.db"])
+    #: Symlinks met inside folders and globs: ``inside`` follows those whose target lies inside
+    #: the roots given, ``all`` follows every one, ``none`` follows none.  A path named on the
+    #: command line is always read.
+    follow_symlinks: Literal["inside", "all", "none"] = "inside"
+    #: ``--prune`` stops and asks for ``--yes`` when it would remove more than this share of the
+    #: collection's rows (a mistyped root must not empty a store).
+    prune_max_share: float = Field(default=0.5, gt=0, le=1)
 
 
 class ScheduleSettings(_Strict):

@@ -32,3 +32,7 @@ class StoreError(PipelineError):
 
 class CollectionMismatchError(StoreError):
     """An existing collection was built with another model, instruction or dimension."""
+
+
+class PruneRefusedError(PipelineError):
+    """``--prune`` would remove more of the collection than ``sources.prune_max_share`` allows."""

@@ -55,6 +55,7 @@ class FanoutParams(BaseModel):
     model: str | None = None
     full: bool = False
     prune: bool = False
+    yes: bool = False
     token_secret: str | None = Field(default=None, description="name of a Prefect Secret block with the token")
     timeout_seconds: int | None = Field(default=None, ge=1, description="give up waiting for shards after this")
     poll_seconds: float = Field(default=5.0, gt=0, le=300)
@@ -95,6 +96,7 @@ def shard_parameters(params: FanoutParams, settings: Settings) -> list[dict[str,
             "model": params.model,
             "full": params.full,
             "prune": params.prune,
+            "yes": params.yes,
             "shard": f"{index}/{params.shards}",
             "token_secret": params.token_secret,
         }
@@ -227,7 +229,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--collection", help="collection name")
     parser.add_argument("--model", help="model: hub id, local folder, or package://PKG/SUBDIR")
     parser.add_argument("--full", action="store_true", help="re-embed everything")
-    parser.add_argument("--prune", action="store_true", help="remove chunks of sources gone from these roots")
+    parser.add_argument("--prune", action="store_true", help="remove stored sources whose files no longer exist")
+    parser.add_argument("--yes", action="store_true", help="confirm a prune over sources.prune_max_share")
     parser.add_argument("--token-secret", help="name of a Prefect Secret block with the Milvus token")
     parser.add_argument("--timeout", type=int, help="seconds to wait for the shards")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -239,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = FanoutParams(
             sources=args.sources, shards=args.shards, deployment=args.deployment, config=args.config, uri=args.uri,
-            collection=args.collection, model=args.model, full=args.full, prune=args.prune,
+            collection=args.collection, model=args.model, full=args.full, prune=args.prune, yes=args.yes,
             token_secret=args.token_secret, timeout_seconds=args.timeout,
         )
     except ValidationError as exc:

@@ -39,7 +39,8 @@ class IngestParams(BaseModel):
     collection: str | None = None
     model: str | None = Field(default=None, description="hub id, local folder or package://PKG/SUBDIR")
     full: bool = Field(default=False, description="re-embed every source, changed or not")
-    prune: bool = Field(default=False, description="remove chunks of sources that no longer exist")
+    prune: bool = Field(default=False, description="remove stored sources whose files no longer exist")
+    yes: bool = Field(default=False, description="confirm a prune over sources.prune_max_share")
     shard: str | None = Field(default=None, pattern=r"^[0-9]+/[0-9]+$", description="i/N: this worker's part")
     token_secret: str | None = Field(
         default=None, description="name of a Prefect Secret block holding the Milvus token"
@@ -105,7 +106,7 @@ def ingest(params: IngestParams) -> dict[str, Any]:
         from prefect.blocks.system import Secret
 
         settings.milvus.token = Secret.load(params.token_secret).get()
-    options = IngestOptions(full=params.full, prune=params.prune, shard=parse_shard(params.shard))
+    options = IngestOptions(full=params.full, prune=params.prune, yes=params.yes, shard=parse_shard(params.shard))
     progress = _ProgressArtifact(CLI_PROGRESS.get("bar"))
     report = run_ingest(settings, params.sources, options, progress=progress, step=_prefect_step)
     _publish(report)

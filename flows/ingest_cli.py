@@ -49,7 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--collection", help="collection name")
     parser.add_argument("--model", help="model: hub id, local folder, or package://PKG/SUBDIR")
     parser.add_argument("--full", action="store_true", help="re-embed everything, changed or not")
-    parser.add_argument("--prune", action="store_true", help="remove chunks of sources gone from these roots")
+    parser.add_argument(
+        "--prune", action="store_true",
+        help="remove stored sources whose files no longer exist within these sources (see README: Prune)",
+    )
+    parser.add_argument("--yes", action="store_true", help="confirm a prune over sources.prune_max_share")
     parser.add_argument("--shard", help="i/N: ingest only this worker's share of the sources")
     parser.add_argument("--no-flow", action="store_true", help="run without Prefect (no flow run, no artifacts)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -60,9 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     quiet_environment(one_off=True)  # before Prefect or transformers are imported
     args = parse_args(argv)
     settings = settings_with_overrides(args.config, args.uri, args.collection, args.model)  # fail fast
-    options = IngestOptions(full=args.full, prune=args.prune, shard=parse_shard(args.shard))
+    options = IngestOptions(full=args.full, prune=args.prune, yes=args.yes, shard=parse_shard(args.shard))
     # A typo in a path is a one-line error before any flow run, model or Milvus is started.
-    discover_sources(args.sources, settings.sources.include, settings.sources.exclude)
+    s = settings.sources
+    discover_sources(args.sources, s.include, s.exclude, s.follow_symlinks)
     bar = ProgressBar()
     try:
         if args.no_flow:
@@ -73,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             flow_module.CLI_PROGRESS["bar"] = bar
             params = flow_module.IngestParams(
                 sources=args.sources, config=args.config, uri=args.uri, collection=args.collection,
-                model=args.model, full=args.full, prune=args.prune, shard=args.shard,
+                model=args.model, full=args.full, prune=args.prune, yes=args.yes, shard=args.shard,
             )
             summary = flow_module.ingest(params)
     finally:

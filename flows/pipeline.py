@@ -20,21 +20,23 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
 from flows.chunking import Chunk, Chunker, TokenCounter, check_chunk_budget
 from flows.config import Settings
-from flows.errors import ConfigError, PipelineError
+from flows.errors import ConfigError, PipelineError, PruneRefusedError
 from flows.sources import (
     Discovery,
     Skipped,
     SourceFile,
+    SourceReadError,
     TextDocument,
     discover_sources,
     inspect_source,
     iter_blocks,
+    os_reason,
 )
 from flows.store import CollectionMeta, MilvusStore, SourceState
 
@@ -76,6 +78,8 @@ def parse_shard(spec: str | None) -> tuple[int, int] | None:
 class IngestOptions:
     full: bool = False
     prune: bool = False
+    #: Confirms a prune over ``sources.prune_max_share`` of the collection.
+    yes: bool = False
     shard: tuple[int, int] | None = None
 
 
@@ -86,6 +90,8 @@ class SourcePlan:
     status: str  # "new" or "updated"
     old_ids: set[str]
     size: int
+    #: SHA-256 of the bytes inspected; reading them again must give the same, or the file changed.
+    sha256: str = ""
 
 
 @dataclass
@@ -208,24 +214,24 @@ def content_hash(sha256: str, settings: Settings) -> str:
     return hashlib.sha256(fingerprint.encode()).hexdigest()
 
 
-def _under(source: str, roots: Sequence[str]) -> bool:
-    return any(source == r or source.startswith(r.rstrip("/") + "/") for r in roots)
-
-
 def plan_ingest(
     items: Sequence[Item],
     skipped: Sequence[Skipped],
-    roots: Sequence[str],
+    is_gone: Callable[[str], bool],
     states: dict[str, SourceState],
     settings: Settings,
     options: IngestOptions,
 ) -> IngestPlan:
-    """Decide per source: new, updated, unchanged, emptied or skipped; and what is gone."""
+    """Decide per source: new, updated, unchanged, emptied or skipped; and what is gone.
+
+    A stored source not seen this run is gone only when ``is_gone`` says so (its file no longer
+    exists within a spec's scope; see ``Discovery.is_gone``); a skipped one is still present.
+    """
     todo: list[SourcePlan] = []
     unchanged: list[str] = []
     all_skipped = list(skipped)
     emptied: dict[str, set[str]] = {}
-    present = {s.source for s in skipped}
+    present = {s.source for s in skipped if not s.refused}
     for item in items:
         present.add(item.source)
         inspection = inspect_source(item)
@@ -240,10 +246,11 @@ def plan_ingest(
             unchanged.append(item.source)
             continue
         status = "updated" if state else "new"
-        todo.append(SourcePlan(item, version, status, set(state.ids) if state else set(), inspection.size))
+        old_ids = set(state.ids) if state else set()
+        todo.append(SourcePlan(item, version, status, old_ids, inspection.size, inspection.sha256))
     gone: dict[str, set[str]] = {}
     for source, state in states.items():
-        if source in present or not _under(source, roots):
+        if source in present or not is_gone(source):
             continue
         if options.shard and shard_of(source, options.shard[1]) != options.shard[0]:
             continue
@@ -251,14 +258,25 @@ def plan_ingest(
     return IngestPlan(todo, unchanged, all_skipped, emptied, gone)
 
 
+def check_prune_share(plan: IngestPlan, rows: int, max_share: float) -> None:
+    """Refuse, before anything is written, a prune that would remove too much of the collection."""
+    doomed = sum(len(ids) for ids in plan.gone.values())
+    if rows and doomed / rows > max_share:
+        raise PruneRefusedError(
+            f"--prune would remove {doomed} of {rows} rows ({doomed / rows:.0%}, from {len(plan.gone)} sources "
+            f"whose files are gone, e.g. {min(plan.gone)}); that is over sources.prune_max_share "
+            f"({max_share:.0%}): check the paths, then rerun with --prune --yes to confirm"
+        )
+
+
 def select_shard(discovery: Discovery, shard: tuple[int, int] | None) -> Discovery:
     if not shard:
         return discovery
     index, count = shard
-    return Discovery(
+    return replace(
+        discovery,
         files=[f for f in discovery.files if shard_of(f.source, count) == index],
         skipped=[s for s in discovery.skipped if shard_of(s.source, count) == index],
-        roots=discovery.roots,
     )
 
 
@@ -327,6 +345,12 @@ class _Writer(threading.Thread):
         self.raise_if_failed()
 
 
+@dataclass
+class _FailedItem:
+    plan_index: int
+    reason: str
+
+
 def _produce(
     plans: Sequence[SourcePlan],
     chunker: Chunker,
@@ -334,29 +358,59 @@ def _produce(
     times: StageTimes,
     stop: threading.Event,
 ) -> None:
-    """Read and chunk sources in order, ahead of the encoder (bounded queue: bounded memory)."""
+    """Read and chunk sources in order, ahead of the encoder (bounded queue: bounded memory).
+
+    A source that fails to read, decode or parse — or whose bytes differ from what was inspected
+    (changed mid-run) — ends with a ``_FailedItem`` instead of an ``_EndItem``: that source is
+    skipped with the reason and the run goes on.
+    """
     try:
         for plan_index, plan in enumerate(plans):
             n = 0
-            blocks = iter_blocks(plan.item)
-            while True:
-                started = time.perf_counter()
-                block = next(blocks, None)
-                times.read += time.perf_counter() - started
-                if block is None:
-                    break
-                started = time.perf_counter()
-                chunks = chunker.chunk_text(block[1], block[0])
-                times.chunk += time.perf_counter() - started
-                for chunk in chunks:
-                    if stop.is_set():
-                        return
-                    out.put(_ChunkItem(plan_index, n, chunk))
-                    n += 1
+            digest = hashlib.sha256()
+            try:
+                blocks = iter_blocks(plan.item, digest)
+                while True:
+                    started = time.perf_counter()
+                    block = next(blocks, None)
+                    times.read += time.perf_counter() - started
+                    if block is None:
+                        break
+                    started = time.perf_counter()
+                    chunks = chunker.chunk_text(block[1], block[0])
+                    times.chunk += time.perf_counter() - started
+                    for chunk in chunks:
+                        if stop.is_set():
+                            return
+                        out.put(_ChunkItem(plan_index, n, chunk))
+                        n += 1
+                if plan.sha256 and digest.hexdigest() != plan.sha256:
+                    raise SourceReadError("changed while being read; rerun to pick up the new version")
+            except Exception as exc:  # noqa: BLE001 - one source's failure is that source's skip
+                out.put(_FailedItem(plan_index, read_failure_reason(exc)))
+                continue
             out.put(_EndItem(plan_index, n))
         out.put(None)
     except BaseException as exc:  # noqa: BLE001 - re-raised by the consumer
         out.put(exc)
+
+
+def read_failure_reason(exc: Exception) -> str:
+    """One line for a source that failed while being read (never a traceback)."""
+    if isinstance(exc, SourceReadError):
+        return exc.reason
+    if isinstance(exc, OSError):
+        return os_reason(exc)
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"could not be read ({type(exc).__name__}{': ' + text if text else ''})"
+
+
+@dataclass
+class WriteResult:
+    """What one write step did: chunks per source written, and sources that failed to read."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    failed: list[Skipped] = field(default_factory=list)
 
 
 class Ingestor:
@@ -439,7 +493,9 @@ class Ingestor:
     def plan(self, discovery: Discovery, options: IngestOptions) -> IngestPlan:
         started = time.perf_counter()
         discovery = select_shard(discovery, options.shard)
-        plan = plan_ingest(discovery.files, discovery.skipped, discovery.roots, self.read_states(), self.settings, options)
+        plan = plan_ingest(
+            discovery.files, discovery.skipped, discovery.is_gone, self.read_states(), self.settings, options
+        )
         self.times.plan += time.perf_counter() - started
         return plan
 
@@ -447,21 +503,24 @@ class Ingestor:
         """Plan in-memory documents; with ``prune``, stored sources not among them are gone."""
         started = time.perf_counter()
         states = self.read_states()
-        plan = plan_ingest(documents, [], [], states, self.settings, options)
+        plan = plan_ingest(documents, [], lambda source: False, states, self.settings, options)
         if options.prune:
             wanted = {d.source for d in documents}
             plan.gone = {s: set(st.ids) for s, st in states.items() if s not in wanted}
         self.times.plan += time.perf_counter() - started
         return plan
 
-    def write_sources(self, plans: Sequence[SourcePlan]) -> dict[str, int]:
-        """Chunk, encode and write these sources; returns chunks per source.
+    def write_sources(self, plans: Sequence[SourcePlan]) -> WriteResult:
+        """Chunk, encode and write these sources; returns chunks per source and the failures.
 
         Each source ends with its stale rows deleted and then its commit mark (chunk 0's
         ``n_chunks``) written, in that order, so a crash anywhere leaves it visibly incomplete.
+        A source that fails while being read gets no commit mark (its old rows stay, or — if it
+        was larger than a window — it stays visibly incomplete and is redone by the next run).
         """
+        result = WriteResult()
         if not plans:
-            return {}
+            return result
         self.prepare_collection(need_model=True)
         chunker = self.chunker
         ef = self.embedder
@@ -475,7 +534,7 @@ class Ingestor:
         writer = _Writer(self.store, self.times)
         producer.start()
         writer.start()
-        counts: dict[str, int] = {}
+        counts = result.counts
         first_rows: dict[int, dict[str, Any]] = {}
         done_bytes = 0
         done_chunks = 0
@@ -489,6 +548,12 @@ class Ingestor:
                     raise item
                 if item is None:
                     finished = True
+                elif isinstance(item, _FailedItem):
+                    result.failed.append(Skipped(plans[item.plan_index].item.source, item.reason))
+                    first_rows.pop(item.plan_index, None)
+                    window = [w for w in window if w.plan_index != item.plan_index]
+                    in_window = sum(isinstance(w, _ChunkItem) for w in window)
+                    done_bytes += plans[item.plan_index].size
                 else:
                     window.append(item)
                     in_window += isinstance(item, _ChunkItem)
@@ -505,7 +570,7 @@ class Ingestor:
             _drain(items)
             writer.ops.put(None)
             raise
-        return counts
+        return result
 
     def _flush(
         self,
@@ -621,7 +686,8 @@ def run_ingest(
     started = time.perf_counter()
     discovery = None
     if documents is None:  # a bad path fails before Milvus is even opened
-        discovery = step("discover", discover_sources, list(specs), settings.sources.include, settings.sources.exclude)
+        s = settings.sources
+        discovery = step("discover", discover_sources, list(specs), s.include, s.exclude, s.follow_symlinks)
     own = ingestor is None
     ingestor = ingestor or Ingestor(settings, embedder=embedder, progress=progress)
     try:
@@ -634,16 +700,22 @@ def run_ingest(
             if ingestor.store.exists():
                 ingestor.prepare_collection(need_model=False)
             plan = step("plan", ingestor.plan_documents, list(documents), options)
+        if options.prune and plan.gone and not options.yes:
+            check_prune_share(plan, ingestor.store.count(), settings.sources.prune_max_share)
         if not ingestor.store.exists():
             report.created_collection = ingestor.prepare_collection(need_model=True)
         counts: dict[str, int] = {}
+        failed: list[Skipped] = []
         for group in group_plans(plan.todo):
-            counts.update(step("embed-and-write", ingestor.write_sources, group))
+            written = step("embed-and-write", ingestor.write_sources, group)
+            counts.update(written.counts)
+            failed.extend(written.failed)
         for sp in plan.todo:
-            (report.new if sp.status == "new" else report.updated).append(sp.item.source)
+            if sp.item.source in counts:
+                (report.new if sp.status == "new" else report.updated).append(sp.item.source)
         report.chunks = sum(counts.values())
         report.unchanged = plan.unchanged
-        report.skipped = plan.skipped
+        report.skipped = plan.skipped + failed
         if plan.emptied:
             step("remove-emptied", ingestor.remove_sources, plan.emptied)
         if options.prune and plan.gone:

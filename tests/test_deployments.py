@@ -44,7 +44,7 @@ from flows.fanout import (
 from flows.ingest import IngestParams
 from flows.pipeline import run_ingest, select_shard, shard_of
 from flows.serve import plan_serve
-from flows.sources import Discovery, Skipped, SourceFile
+from flows.sources import Discovery, Scope, Skipped, SourceFile
 
 POOL = "milvus-ingest"
 #: Shard workers take one run at a time from the default queue, so two shards must use both;
@@ -72,7 +72,7 @@ def test_shards_are_disjoint_cover_the_set_and_do_not_depend_on_the_process(tmp_
     discovery = Discovery(
         files=[SourceFile(Path(s), s) for s in sources[:50]],
         skipped=[Skipped(s, "empty") for s in sources[50:60]],
-        roots=["/data"],
+        scopes=[Scope("folder", "/data")],
     )
     picked = [select_shard(discovery, (i, 3)) for i in range(3)]
     assert sorted(f.source for d in picked for f in d.files) == sorted(sources[:50])

@@ -7,12 +7,13 @@ row by row (same ids, same text, same offsets).
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
 from conftest import sample_corpus, unique_name, write_corpus
 
-from flows.errors import CollectionMismatchError, ConfigError
+from flows.errors import CollectionMismatchError, ConfigError, PruneRefusedError
 from flows.pipeline import IngestOptions, chunk_id, run_ingest
 from flows.store import MilvusStore
 
@@ -176,3 +177,130 @@ def test_unsupported_index_type_is_refused_up_front(backend, tmp_path, t5_embedd
     settings = backend.settings(milvus__index_type="DISKANN")
     with pytest.raises(ConfigError, match="DISKANN cannot be built"):
         run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+
+
+@pytest.mark.parametrize("pattern", ["**/*.md", "*.md", "sub/**/*.txt", "[d]oc[0-9].md"])
+def test_a_glob_prune_removes_only_deleted_files_it_names(backend, tmp_path, t5_embedder, pattern):
+    corpus = sample_corpus(tmp_path / "corpus")
+    write_corpus(corpus, {"notes.md": "A note about harbours.", "sub/more.txt": "Copper and signals."})
+    settings = backend.settings()
+    run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+    (corpus / "doc1.md").unlink()  # matched by the .md patterns
+    (corpus / "sub" / "more.txt").unlink()  # matched by the .txt pattern
+    report = run_ingest(settings, [str(corpus / pattern)], IngestOptions(prune=True, yes=True), embedder=t5_embedder)
+    gone_named = {"**/*.md": ["doc1.md"], "*.md": ["doc1.md"], "sub/**/*.txt": ["sub/more.txt"], "[d]oc[0-9].md": ["doc1.md"]}
+    assert sorted(p.removeprefix(str(corpus) + "/") for p in report.pruned) == gone_named[pattern]
+    stored = {r[1] for r in snapshot(settings).values()}
+    on_disk = {str(p) for p in corpus.rglob("*") if p.is_file()}
+    # Every file still on disk keeps its rows, whatever the pattern named.
+    assert on_disk <= stored
+    # A deleted file the pattern did not name stays until a run that covers it prunes it.
+    deleted = {"doc1.md", "sub/more.txt"}
+    assert stored - on_disk == {str(corpus / name) for name in deleted - set(gone_named[pattern])}
+
+
+def test_a_large_prune_stops_and_asks_for_yes(backend, tmp_path, t5_embedder):
+    corpus = write_corpus(tmp_path / "c", {f"f{i}.txt": f"File {i} about lanterns number {i}." for i in range(4)})
+    settings = backend.settings()
+    run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+    before = snapshot(settings)
+    for i in range(3):
+        (corpus / f"f{i}.txt").unlink()
+    with pytest.raises(PruneRefusedError, match=r"3 of 4 rows .*--prune --yes"):
+        run_ingest(settings, [str(corpus)], IngestOptions(prune=True), embedder=t5_embedder)
+    assert snapshot(settings) == before  # nothing written or removed
+    report = run_ingest(settings, [str(corpus)], IngestOptions(prune=True, yes=True), embedder=t5_embedder)
+    assert len(report.pruned) == 3 and report.rows == 1
+    # Under the share, no confirmation is needed.
+    write_corpus(corpus, {f"n{i}.txt": f"New file {i} about meadows." for i in range(4)})
+    run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+    (corpus / "n0.txt").unlink()
+    assert len(run_ingest(settings, [str(corpus)], IngestOptions(prune=True), embedder=t5_embedder).pruned) == 1
+
+
+def test_symlinks_out_of_the_roots_are_never_indexed(backend, tmp_path, t5_embedder):
+    outside = write_corpus(tmp_path / "outside", {"passwd": "root:x:0:0:root:/root:/bin/bash", "d/inner.txt": "private"})
+    corpus = write_corpus(tmp_path / "corpus", {"doc.txt": "Public text about orchards."})
+    (corpus / "passwd.txt").symlink_to(outside / "passwd")
+    (corpus / "linked").symlink_to(outside / "d")
+    settings = backend.settings()
+    report = run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+    rows = snapshot(settings).values()
+    assert {r[1] for r in rows} == {str(corpus / "doc.txt")}
+    assert not any("root:x" in r[0] or "private" in r[0] for r in rows)
+    reasons = {s.source: s.reason for s in report.skipped}
+    assert reasons == {str(corpus / "passwd.txt"): "symlink outside the source roots",
+                       str(corpus / "linked"): "symlink outside the source roots"}
+    assert report.exit_code == 1
+
+
+def _break_after_inspection(monkeypatch, target, how):
+    """Change ``target`` right after the run has inspected it, as a user's editor or rsync might."""
+    from flows import pipeline
+
+    real_inspect = pipeline.inspect_source
+
+    def inspect(item):
+        result = real_inspect(item)
+        if getattr(item, "path", None) == target:
+            how(target)
+        return result
+
+    monkeypatch.setattr(pipeline, "inspect_source", inspect)
+
+
+def _undecodable(path):
+    path.write_bytes(b"caf\xe9 " * 50)
+
+
+def _truncated(path):
+    path.write_bytes(path.read_bytes()[:7])
+
+
+def _binary(path):
+    path.write_bytes(b"\x00\x01\x02\x03 binary now " * 20)
+
+
+def _fifo(path):
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _swapped_for_a_link(path):
+    path.unlink()
+    path.symlink_to("/etc/passwd")
+
+
+MID_RUN_BREAKS = {
+    "undecodable": (_undecodable, "not valid UTF-8"),
+    "truncated": (_truncated, "changed while being read"),
+    "binary": (_binary, "changed while being read"),
+    "deleted": (lambda p: p.unlink(), "vanished"),
+    "fifo": (_fifo, "not a regular file (a FIFO)"),
+    "symlink": (_swapped_for_a_link, "symlink"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MID_RUN_BREAKS))
+def test_a_file_that_goes_bad_mid_run_is_skipped_and_the_rest_lands(lite, tmp_path, t5_embedder, monkeypatch, case):
+    how, reason = MID_RUN_BREAKS[case]
+    files = {f"f{i:02d}.txt": f"File {i}: notes about the river and the mill, part {i}." for i in range(12)}
+    corpus = write_corpus(tmp_path / "corpus", files)
+    settings = lite.settings()
+    run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+    before = snapshot(settings)
+    for name in files:  # every file changes, so every one is re-read
+        (corpus / name).write_text(files[name] + " Revised.", encoding="utf-8")
+    victim = corpus / "f05.txt"
+    _break_after_inspection(monkeypatch, victim, how)
+    report = run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+    monkeypatch.undo()
+
+    assert [(s.source, reason in s.reason) for s in report.skipped] == [(str(victim), True)]
+    assert report.exit_code == 1 and len(report.updated) == 11 and str(victim) not in report.updated
+    # The other files hold exactly what a clean ingest of them holds; the victim keeps its old rows.
+    good = [str(corpus / name) for name in files if name != "f05.txt"]
+    clean = clean_snapshot(lite, settings, good, t5_embedder)
+    stored = snapshot(settings)
+    assert {k: v for k, v in stored.items() if v[1] != str(victim)} == clean
+    assert {k: v for k, v in stored.items() if v[1] == str(victim)} == {k: v for k, v in before.items() if v[1] == str(victim)}
