@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from benchmarks.precision import cosine_rows
-    from flows.embedding import InstructorEmbeddingFunction
+    from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction
 
     shape = TINY if args.tiny else INSTRUCTOR_XL
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -300,7 +300,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Quiet, offline, and no dependency beyond torch, transformers, sentence-transformers and numpy
-    # (no flows.console: it would pull pydantic and yaml onto a bare GPU image).
+    # (no flows.cli: it would pull pydantic and yaml onto a bare GPU image).
     for key, value in {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error",
                        "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}.items():
         os.environ.setdefault(key, value)

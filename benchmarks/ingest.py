@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flows.console import quiet_environment, run_cli
+from flows.cli import quiet_environment, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO / "config" / "local.yaml"
@@ -75,30 +75,6 @@ def _release(uri: str) -> None:
     release(uri)
 
 
-class _InlineWriter:
-    """Stand-in for the pipeline's writer thread that writes in the caller's thread (ablation)."""
-
-    @staticmethod
-    def make() -> type:
-        from flows import pipeline
-
-        class InlineWriter(pipeline._Writer):
-            def start(self) -> None:  # no thread: each put is applied at once
-                pass
-
-            def put(self, op: tuple[str, Any]) -> None:
-                self.raise_if_failed()
-                self.ops.put(op)
-                self.ops.put(None)
-                self.run()
-                self.raise_if_failed()
-
-            def close(self) -> None:
-                self.raise_if_failed()
-
-        return InlineWriter
-
-
 def _ceiling(ef: Any, texts: list[str], threads: int, round_index: int) -> Any:
     """The model alone: one ``encode_array`` call over every chunk the pipeline cuts."""
     from benchmarks.measure import Result, measure
@@ -126,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.pop(name, None)
 
     from benchmarks.measure import describe_machine, note
-    from flows.config import load_settings
-    from flows.sources import discover_sources
+    from milvus_ingest.config import load_settings
+    from milvus_ingest.sources import discover_sources
 
     settings = load_settings(args.config)
     work = Path(tempfile.mkdtemp(prefix="flows-bench-"))
@@ -166,9 +142,10 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
         import torch
 
         default_threads = torch.get_num_threads()
-        from flows.embedding import InstructorEmbeddingFunction
-        from flows.pipeline import WINDOW_BATCHES, IngestOptions, Ingestor, run_ingest
-        from flows.sources import discover_sources, inspect_source, iter_blocks
+        from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction
+        from milvus_ingest.ingest import WINDOW_BATCHES, IngestOptions, Ingestor, run_ingest
+        from milvus_ingest.reading import inspect_source, iter_blocks
+        from milvus_ingest.sources import discover_sources
 
         m = settings.model
         ef = InstructorEmbeddingFunction(
@@ -215,7 +192,7 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
     note(f"{len(discovery.files)} files, {total_bytes / 1e6:.1f} MB, {len(chunks)} chunks "
          f"(read {read_s:.1f} s, chunk {chunk_s:.1f} s)")
 
-    from flows.chunking import TokenCounter
+    from milvus_ingest.chunking import TokenCounter
 
     counter = TokenCounter(ef.tokenizer)
     token_counts = counter.count_with_specials([ef.doc_instruction + t.strip() for t in texts])
@@ -255,18 +232,13 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
     n_primary = set_threads(primary)
     notes: list[str] = []
     if args.sync_writer:
-        from flows import pipeline
-
         note("ingest with writes in the encoder's thread (ablation)")
-        original = pipeline._Writer
-        pipeline._Writer = _InlineWriter.make()  # type: ignore[misc]
-        try:
-            s = settings.model_copy(deep=True)
-            s.milvus.uri = str(work / "ingest-sync.db")
-            with measure() as phase:
-                report = run_ingest(s, [str(corpus)], IngestOptions(), embedder=ef)
-        finally:
-            pipeline._Writer = original  # type: ignore[misc]
+        s = settings.model_copy(deep=True)
+        s.milvus.uri = str(work / "ingest-sync.db")
+        with measure() as phase:
+            inline = Ingestor(s, embedder=ef, overlap_writes=False)
+            report = run_ingest(s, [str(corpus)], IngestOptions(), ingestor=inline)
+            inline.close()
         _release(s.milvus.uri)
         results.append(Result("ingest, writes not overlapped", report.chunks, phase.wall,
                               stages=report.stages.as_dict(), peak_rss_mib=phase.peak_rss_mib,

@@ -1,7 +1,7 @@
 """``python -m benchmarks.memory``: peak RSS of a real ingest at two corpus sizes (default 10 and 200 MB).
 
 Each size is a generated corpus of many files, ingested by a *new process* that runs
-``flows.pipeline.run_ingest`` exactly as ``python -m flows.ingest --no-flow`` does; its resident
+``milvus_ingest.ingest.run_ingest`` exactly as ``python -m flows.ingest --no-flow`` does; its resident
 memory is sampled every 0.2 s, next to the kernel's own high-water mark (``VmHWM``).  Two places
 for Milvus:
 
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.measure import stop_process
-from flows.console import run_cli
+from flows.cli import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_T5 = REPO / "tests" / "fixtures" / "tiny-instructor-t5"
@@ -90,9 +90,9 @@ class LiteServer:
 
 def child_main(corpus: str, config: str, encoder: str) -> int:
     """The measured process: one ``run_ingest`` (as ``flows.ingest --no-flow``), summary as JSON."""
-    from flows.config import load_settings
-    from flows.console import quiet_environment
-    from flows.pipeline import run_ingest
+    from milvus_ingest.config import load_settings
+    from flows.cli import quiet_environment
+    from milvus_ingest.ingest import run_ingest
 
     quiet_environment(one_off=True)
     settings = load_settings(config)
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.corpus import generate_corpus
     from benchmarks.measure import describe_machine, format_rows, machine_info, note
-    from flows.config import load_settings, settings_from_dict
+    from milvus_ingest.config import load_settings, settings_from_dict
 
     base = load_settings(args.config).model_dump(mode="json") if args.config else None
     work = Path(tempfile.mkdtemp(prefix="flows-memory-"))

@@ -36,7 +36,7 @@ def compare_precisions(ef: Any, model_settings: Any, texts: Sequence[str], preci
     """fp32 (``ef`` itself) and each reduced precision on ``texts``: seconds, rows/s, cosine."""
     import torch
 
-    from flows.embedding import InstructorEmbeddingFunction
+    from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction
 
     texts = list(texts)
     if not texts:

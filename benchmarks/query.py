@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flows.console import quiet_environment, run_cli
+from flows.cli import quiet_environment, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO / "config" / "local.yaml"
@@ -50,8 +50,8 @@ def cold_load_seconds(config: str, kind: str) -> float | None:
     """Seconds a *new* process takes to import and load this query encoder (what a search pays)."""
     code = (
         "import sys, time; t = time.perf_counter()\n"
-        "from flows.config import load_settings\n"
-        "from flows.query_encoder import load_query_encoder\n"
+        "from milvus_ingest.config import load_settings\n"
+        "from milvus_ingest.encoders.query_encoder import load_query_encoder\n"
         "m = load_settings(sys.argv[1]).model\n"
         "load_query_encoder(m, m.query_instruction, light=sys.argv[2] == 'light')\n"
         "print(time.perf_counter() - t)\n"
@@ -97,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("MILVUS_URI", "MILVUS_TOKEN"):
         os.environ.pop(name, None)
     from benchmarks.measure import describe_machine, format_rows, machine_info, median, note
-    from flows.config import load_settings
-    from flows.pipeline import run_ingest
-    from flows.sources import discover_sources
+    from milvus_ingest.config import load_settings
+    from milvus_ingest.ingest import run_ingest
+    from milvus_ingest.sources import discover_sources
 
     settings = load_settings(args.config)
     info = machine_info()
@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         report = run_ingest(settings, [str(corpus)])
         note(f"{report.chunks} chunks in {report.seconds:.0f} s")
         questions = make_questions(args.questions)
-        from flows.query_encoder import load_query_encoder
-        from flows.retrieval import Searcher
+        from milvus_ingest.encoders.query_encoder import load_query_encoder
+        from milvus_ingest.retrieval import Searcher
 
         for kind in args.encoder_list:
             note(f"encoder: {kind}")

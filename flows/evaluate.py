@@ -1,4 +1,4 @@
-"""The ``evaluate`` Prefect flow and ``python -m flows.evaluate``: thin wrappers over ``flows.evaluation``.
+"""The ``evaluate`` Prefect flow and ``python -m flows.evaluate``: thin wrappers over ``milvus_ingest.evaluation.run``.
 
 ``python -m flows.evaluate DATASET_DIR`` ingests a BEIR-layout dataset into a scratch collection,
 searches its judged queries and prints nDCG@10, Recall@10, Recall@100 and MRR@10 (``--json``: one
@@ -18,16 +18,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.console import format_table, quiet_environment, run_cli, settings_with_overrides
-from flows.errors import ConfigError
+from flows.cli import format_table, quiet_environment, run_cli
+from milvus_ingest.config import settings_with_overrides
+from milvus_ingest.errors import ConfigError
 
 if __name__ == "__main__":
     quiet_environment(one_off=True)
     # gRPC's C core logs keepalive GOAWAYs from Milvus Lite to stderr; errors reach the user as our line.
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-from flows.beir import load_beir  # noqa: E402
-from flows.evaluation import EvaluationReport, evaluate_dataset  # noqa: E402
+from milvus_ingest.evaluation.beir import load_beir  # noqa: E402
+from milvus_ingest.evaluation.run import EvaluationReport, evaluate_dataset  # noqa: E402
 
 
 class EvaluateParams(BaseModel):

@@ -1,7 +1,7 @@
 """The ``ingest-fanout`` Prefect flow: split one ingest into N shards run as deployment runs on a pool.
 
 The parent flow checks the target, starts one run of the ``ingest`` deployment per shard
-(``--shard i/N``: a stable split by source path, see ``flows.pipeline.shard_of``), waits for all of
+(``--shard i/N``: a stable split by source path, see ``milvus_ingest.ingest.shard_of``), waits for all of
 them, publishes a per-shard table and fails if any shard did not complete.  Shards run in
 parallel on whatever workers poll the pool, so the target must be a Milvus *server*: Milvus Lite
 is one process per database and is refused up front.  This module must never ingest anything
@@ -19,9 +19,10 @@ import json
 import time
 from typing import Any
 
-from flows.config import Settings
-from flows.console import format_table, quiet_environment, run_cli, settings_with_overrides
-from flows.errors import ConfigError, PipelineError
+from milvus_ingest.config import Settings
+from flows.cli import format_table, quiet_environment, run_cli
+from milvus_ingest.config import settings_with_overrides
+from milvus_ingest.errors import ConfigError, ShardsFailedError
 
 if __name__ == "__main__":
     quiet_environment(one_off=True)  # before Prefect is imported: it reads these at import
@@ -33,10 +34,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 #: Numbers the shards' ``ingest-summary`` artifacts carry that add up across shards.
 SUMMED_METRICS = ("files_read", "new", "updated", "unchanged", "pruned", "skipped", "chunks")
-
-
-class ShardsFailedError(PipelineError):
-    """One or more shard runs ended in a state other than Completed."""
 
 
 class FanoutParams(BaseModel):

@@ -1,4 +1,4 @@
-"""The ``ingest`` Prefect flow and ``python -m flows.ingest``: thin wrappers over ``flows.pipeline``.
+"""The ``ingest`` Prefect flow and ``python -m flows.ingest``: thin wrappers over ``milvus_ingest.ingest``.
 
 The flow makes a task per stage and per group of sources (never per chunk: NOTES measured the
 per-task cost), publishes the run summary, the skipped sources and the embedding progress as
@@ -14,18 +14,19 @@ from typing import Any
 if __name__ == "__main__":
     # `python -m flows.ingest`: the command line lives in flows.ingest_cli, which imports this
     # module (and Prefect, ~2 s) only for a flow run, not for --no-flow.
-    from flows.console import run_cli
+    from flows.cli import run_cli
     from flows.ingest_cli import main
 
     run_cli(main)
 
-from flows.console import ProgressBar, settings_with_overrides  # noqa: E402
+from flows.cli import ProgressBar  # noqa: E402
+from milvus_ingest.config import settings_with_overrides  # noqa: E402
 
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NONE  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
-from flows.pipeline import IngestOptions, IngestReport, parse_shard, run_ingest  # noqa: E402
+from milvus_ingest.ingest import IngestOptions, IngestReport, parse_shard, run_ingest  # noqa: E402
 
 
 class IngestParams(BaseModel):

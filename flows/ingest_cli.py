@@ -12,9 +12,10 @@ import json
 import sys
 from typing import Any
 
-from flows.console import ProgressBar, format_table, quiet_environment, settings_with_overrides
-from flows.pipeline import IngestOptions, parse_shard, run_ingest
-from flows.sources import discover_sources
+from flows.cli import ProgressBar, format_table, quiet_environment
+from milvus_ingest.config import settings_with_overrides
+from milvus_ingest.ingest import IngestOptions, parse_shard, run_ingest
+from milvus_ingest.sources import discover_sources
 
 
 def print_summary(summary: dict[str, Any], stream: Any = sys.stdout) -> None:

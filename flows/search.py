@@ -1,11 +1,11 @@
-"""The ``search`` Prefect flow and ``python -m flows.search``: thin wrappers over ``flows.retrieval``.
+"""The ``search`` Prefect flow and ``python -m flows.search``: thin wrappers over ``milvus_ingest.retrieval``.
 
 ``python -m flows.search QUESTION...`` prints ranked hits per question (a table on a terminal,
 one JSON object per question with ``--json``) or, with ``--context``, a citable context block per
 question.  The command line is interactive, so it never imports Prefect unless ``--flow`` asks
 for a flow run (a temporary Prefect server costs ~10 s here), and it encodes questions with the
-NumPy query encoder (``flows.query_encoder``: no torch, no sentence-transformers import).  Python callers that want
-no Prefect import use ``flows.retrieval.search_questions``.  This module must never hold search
+NumPy query encoder (``milvus_ingest.encoders.query_encoder``: no torch, no sentence-transformers import).  Python callers that want
+no Prefect import use ``milvus_ingest.retrieval.search_questions``.  This module must never hold search
 logic, and never put the Milvus token in a parameter, a log line or an artifact.
 """
 
@@ -21,10 +21,11 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flows.config import Settings
-from flows.console import quiet_environment, run_cli, settings_with_overrides
-from flows.errors import ConfigError
-from flows.retrieval import MAX_TOP_K, Hit, Searcher, search_questions
+from milvus_ingest.config import Settings
+from flows.cli import quiet_environment, run_cli
+from milvus_ingest.config import settings_with_overrides
+from milvus_ingest.errors import ConfigError
+from milvus_ingest.retrieval import MAX_TOP_K, Hit, Searcher, search_questions
 
 if __name__ == "__main__":
     quiet_environment(one_off=True)
@@ -56,7 +57,7 @@ class SearchParams(BaseModel):
 
 @dataclass
 class Answer:
-    """One question's hits and, when asked for, its context block (``flows.context.Context``)."""
+    """One question's hits and, when asked for, its context block (``milvus_ingest.context.Context``)."""
 
     question: str
     hits: list[Hit]
@@ -84,8 +85,8 @@ def answer_questions(
         results = searcher.search(questions, top_k, filter_expr, output_fields or ())
         counter = None
         if budget_tokens is not None:
-            from flows.chunking import TokenCounter
-            from flows.context import build_context
+            from milvus_ingest.chunking import TokenCounter
+            from milvus_ingest.context import build_context
 
             counter = TokenCounter(searcher.encoder.tokenizer)
         answers = []
@@ -238,7 +239,7 @@ def _flow_params(**values: Any) -> SearchParams:
 
 def _answers_from_dicts(results: list[dict[str, Any]]) -> list[Answer]:
     """The flow returns plain dicts (JSON-safe results); rebuild them for the same printing."""
-    from flows.context import Context, Passage
+    from milvus_ingest.context import Context, Passage
 
     answers = []
     for result in results:

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows.config import DEFAULT_CONFIG, Settings
-from flows.console import quiet_environment, run_cli, settings_with_overrides
-from flows.errors import ConfigError
+from milvus_ingest.config import DEFAULT_CONFIG, Settings
+from flows.cli import quiet_environment, run_cli
+from milvus_ingest.config import settings_with_overrides
+from milvus_ingest.errors import ConfigError
 
 if __name__ == "__main__":
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")  # a service: its runs' logs belong in the UI

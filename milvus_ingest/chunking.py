@@ -1,0 +1,313 @@
+"""Token-aware, overlapping chunking with character offsets back into the source.
+
+A chunk is a span ``text[start:end]`` of the source, cut at paragraph, then sentence, then line
+boundaries where it can, and at token boundaries where it must.  Two limits are hard, because
+breaking them loses text silently: the document instruction plus the chunk never exceeds the
+model's ``max_seq_length`` (the encoder would truncate), and the chunk's UTF-8 bytes never exceed
+the collection's VARCHAR limit (Milvus would refuse it).  This module must never load a model or
+touch Milvus: it needs only the model's tokenizer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from milvus_ingest.errors import ConfigError
+
+#: Boundaries tried in order, coarsest first.  Sentence ends include CJK full stops, which are
+#: not followed by a space.
+_SPLITTERS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"\n[ \t\r\f\v]*\n\s*"),
+    re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？；])\s*"),
+    re.compile(r"\n\s*"),
+    re.compile(r"(?<=[,;:、，])\s*|\s+"),
+)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of one source: ``text == source_text[start:end]`` in characters."""
+
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class _Unit:
+    start: int
+    end: int
+    tokens: int
+
+
+class TokenCounter:
+    """Counts and locates tokens with a model's own (fast) tokenizer, never truncating.
+
+    Uses the Rust ``tokenizers.Tokenizer`` behind a Hugging Face fast tokenizer with truncation
+    and padding switched off (some ``tokenizer.json`` files ship with ``max_length`` 128 and
+    padding on, which would make every count wrong).
+    """
+
+    def __init__(self, tokenizer: Any):
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            raise ConfigError(
+                f"the model's tokenizer ({type(tokenizer).__name__}) is not a fast tokenizer; "
+                "token-aware chunking needs one (a tokenizer.json in the model folder)"
+            )
+        # A private copy: the model's own tokenizer keeps its settings.
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_str(backend.to_str())
+        self._tok.no_truncation()
+        self._tok.no_padding()
+
+    def count(self, texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        return [len(e.ids) for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+
+    def count_with_specials(self, texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        return [len(e.ids) for e in self._tok.encode_batch(texts, add_special_tokens=True)]
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        return list(self._tok.encode(text, add_special_tokens=False).offsets)
+
+    def special_tokens(self) -> int:
+        """Tokens the model adds around one text ([CLS] … [SEP] for BERT, </s> for T5)."""
+        return len(self._tok.encode("a", add_special_tokens=True).ids) - len(
+            self._tok.encode("a", add_special_tokens=False).ids
+        )
+
+
+def instruction_tokens(counter: TokenCounter, instruction: str) -> int:
+    """Tokens the instruction takes before the text (as Instructor counts it: no specials)."""
+    return counter.count([instruction])[0] if instruction else 0
+
+
+def check_chunk_budget(
+    counter: TokenCounter, chunk_tokens: int, instruction: str, max_seq_length: int
+) -> None:
+    """Refuse a chunk size that could not be encoded whole, with the numbers to fix it."""
+    prefix = instruction_tokens(counter, instruction)
+    specials = counter.special_tokens()
+    room = max_seq_length - prefix - specials
+    if chunk_tokens > room:
+        raise ConfigError(
+            f"chunking.chunk_tokens={chunk_tokens} does not fit the model: max_seq_length "
+            f"{max_seq_length} - document instruction {prefix} tokens - {specials} special "
+            f"tokens leaves {room}; set chunking.chunk_tokens to at most {max(room, 0)}"
+        )
+
+
+class Chunker:
+    """Cuts text into chunks of at most ``chunk_tokens`` tokens and ``max_bytes`` UTF-8 bytes.
+
+    ``instruction`` and ``max_seq_length`` make the final check exact: each chunk is tokenized
+    once more *with* the instruction and the special tokens, and any that would overflow (token
+    merges across the join can add a token or two) is cut again.
+    """
+
+    def __init__(
+        self,
+        counter: TokenCounter,
+        chunk_tokens: int,
+        overlap_tokens: int,
+        max_bytes: int,
+        instruction: str = "",
+        max_seq_length: int | None = None,
+    ):
+        if overlap_tokens >= chunk_tokens:
+            raise ConfigError(
+                f"chunking.overlap_tokens ({overlap_tokens}) must be smaller than chunk_tokens ({chunk_tokens})"
+            )
+        if max_seq_length is not None:
+            check_chunk_budget(counter, chunk_tokens, instruction, max_seq_length)
+        self.counter = counter
+        self.chunk_tokens = chunk_tokens
+        self.overlap_tokens = overlap_tokens
+        self.max_bytes = max_bytes
+        self.instruction = instruction
+        self.max_seq_length = max_seq_length
+
+    # -- public -------------------------------------------------------------------------
+    def chunk_text(self, text: str, base_offset: int = 0) -> list[Chunk]:
+        """Chunks of ``text``; offsets are shifted by ``base_offset`` (a block's place in a file)."""
+        units = self._units(text, 0, len(text), 0)
+        spans = self._pack(text, units)
+        spans = self._enforce_limits(text, spans)
+        return [Chunk(text[s:e], s + base_offset, e + base_offset) for s, e in spans]
+
+    def chunk_blocks(self, blocks: Iterable[tuple[int, str]]) -> Iterator[Chunk]:
+        """Chunk a file given as ``(char_offset, text)`` blocks (see ``sources.iter_text_blocks``)."""
+        for offset, block in blocks:
+            yield from self.chunk_text(block, offset)
+
+    # -- splitting ----------------------------------------------------------------------
+    def _fits(self, text: str, start: int, end: int, tokens: int) -> bool:
+        return tokens <= self.chunk_tokens and _utf8_len(text, start, end) <= self.max_bytes
+
+    def _units(self, text: str, start: int, end: int, level: int) -> list[_Unit]:
+        """Stripped spans within [start, end), each within both limits."""
+        if level >= len(_SPLITTERS):
+            return self._token_windows(text, start, end)
+        pieces = _split(text, start, end, _SPLITTERS[level])
+        counts = self.counter.count([text[a:b] for a, b in pieces])
+        units: list[_Unit] = []
+        for (a, b), n in zip(pieces, counts):
+            if self._fits(text, a, b, n):
+                units.append(_Unit(a, b, n))
+            else:
+                units.extend(self._units(text, a, b, level + 1))
+        return units
+
+    def _token_windows(self, text: str, start: int, end: int) -> list[_Unit]:
+        """Last resort for a span with no usable boundary: windows of whole tokens, overlapping."""
+        piece = text[start:end]
+        offsets = [(a, b) for a, b in self.counter.offsets(piece) if b > a]
+        if not offsets:
+            return _byte_windows(text, start, end, self.max_bytes)
+        units: list[_Unit] = []
+        i = 0
+        step_back = self.overlap_tokens
+        while i < len(offsets):
+            j = min(i + self.chunk_tokens, len(offsets))
+            # Shrink until the bytes fit too (a single [UNK] token can cover a long word).
+            while j > i + 1 and len(piece[offsets[i][0] : offsets[j - 1][1]].encode("utf-8")) > self.max_bytes:
+                j = i + max(1, (j - i) // 2)
+            a, b = start + offsets[i][0], start + offsets[j - 1][1]
+            a, b = _strip(text, a, b)
+            if b > a:
+                if _utf8_len(text, a, b) > self.max_bytes:
+                    units.extend(_byte_windows(text, a, b, self.max_bytes))
+                else:
+                    units.append(_Unit(a, b, j - i))
+            if j >= len(offsets):
+                break
+            i = max(j - step_back, i + 1) if j - i > step_back else j
+        return units
+
+    # -- packing ------------------------------------------------------------------------
+    def _pack(self, text: str, units: list[_Unit]) -> list[tuple[int, int]]:
+        """Greedily join units into chunks; each new chunk starts with an overlap tail."""
+        spans: list[tuple[int, int]] = []
+        current: list[_Unit] = []
+        tokens = 0
+        for unit in units:
+            if current and (
+                tokens + unit.tokens > self.chunk_tokens
+                or _utf8_len(text, current[0].start, unit.end) > self.max_bytes
+            ):
+                spans.append((current[0].start, current[-1].end))
+                current = self._overlap_tail(text, current, unit)
+                tokens = sum(u.tokens for u in current)
+            current.append(unit)
+            tokens += unit.tokens
+        if current:
+            spans.append((current[0].start, current[-1].end))
+        return spans
+
+    def _overlap_tail(self, text: str, chunk: list[_Unit], following: _Unit) -> list[_Unit]:
+        """The end of a finished chunk that the next chunk repeats, within the overlap budget."""
+        if self.overlap_tokens <= 0:
+            return []
+        budget = min(self.overlap_tokens, self.chunk_tokens - following.tokens)
+        tail: list[_Unit] = []
+        used = 0
+        for unit in reversed(chunk):
+            if used + unit.tokens > budget or _utf8_len(text, unit.start, following.end) > self.max_bytes:
+                break
+            tail.insert(0, unit)
+            used += unit.tokens
+        if len(tail) == len(chunk):
+            tail = tail[1:]  # never repeat a whole chunk: the next one must move forward
+        if tail or budget <= 0:
+            return tail
+        # No whole unit fits: repeat the last tokens of the last unit, from a token boundary.
+        last = chunk[-1]
+        offsets = [(a, b) for a, b in self.counter.offsets(text[last.start : last.end]) if b > a]
+        if len(offsets) <= 1:
+            return []
+        take = min(budget, len(offsets) - 1)
+        a = last.start + offsets[-take][0]
+        if a > last.start and not text[a - 1].isspace() and " " in text[a : last.end]:
+            a += text[a : last.end].index(" ")  # start the overlap at a word, not inside one
+        a, b = _strip(text, a, last.end)
+        if b <= a or _utf8_len(text, a, following.end) > self.max_bytes:
+            return []
+        return [_Unit(a, b, take)]
+
+    def _enforce_limits(self, text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Exact check with the instruction and special tokens; re-cut the rare overflow."""
+        if self.max_seq_length is None:
+            return spans
+        counts = self.counter.count_with_specials([self.instruction + text[a:b] for a, b in spans])
+        if all(n <= self.max_seq_length for n in counts):
+            return spans
+        fixed: list[tuple[int, int]] = []
+        for (a, b), n in zip(spans, counts):
+            if n <= self.max_seq_length:
+                fixed.append((a, b))
+                continue
+            smaller = Chunker(
+                self.counter,
+                max(1, self.chunk_tokens - (n - self.max_seq_length) - 2),
+                min(self.overlap_tokens, max(0, self.chunk_tokens // 4)),
+                self.max_bytes,
+                self.instruction,
+                None,
+            )
+            inner = smaller._pack(text, smaller._units(text, a, b, 0))
+            smaller.max_seq_length = self.max_seq_length
+            fixed.extend(smaller._enforce_limits(text, inner))
+        return fixed
+
+
+def _utf8_len(text: str, start: int, end: int) -> int:
+    return len(text[start:end].encode("utf-8", "surrogatepass"))
+
+
+def _strip(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def _split(text: str, start: int, end: int, pattern: re.Pattern[str]) -> list[tuple[int, int]]:
+    """Stripped, non-empty spans of text[start:end] between matches of ``pattern``."""
+    spans = []
+    position = start
+    for match in pattern.finditer(text, start, end):
+        if match.end() == match.start() and match.start() == position:
+            continue
+        spans.append(_strip(text, position, match.start()))
+        position = match.end()
+    spans.append(_strip(text, position, end))
+    return [(a, b) for a, b in spans if b > a]
+
+
+def _byte_windows(text: str, start: int, end: int, max_bytes: int) -> list[_Unit]:
+    """Cut a span into pieces of at most ``max_bytes`` UTF-8 bytes at character boundaries."""
+    units: list[_Unit] = []
+    a = start
+    while a < end:
+        b, size = a, 0
+        while b < end:
+            width = len(text[b].encode("utf-8", "surrogatepass"))
+            if size + width > max_bytes:
+                break
+            size += width
+            b += 1
+        s, e = _strip(text, a, max(b, a + 1))
+        if e > s:
+            units.append(_Unit(s, e, 1))
+        a = max(b, a + 1)
+    return units
+

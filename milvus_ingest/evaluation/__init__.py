@@ -1,0 +1,1 @@
+"""Retrieval evaluation: BEIR-layout data (``beir``), metrics (``metrics``), a whole run (``run``)."""

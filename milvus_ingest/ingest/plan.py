@@ -1,0 +1,176 @@
+"""Planning an ingest: which sources are new, changed, unchanged, emptied, skipped or gone.
+
+A run converges because every chunk's primary key is derived from its source and position
+(``chunk_id``), and every row carries a version stamp of the bytes *and* the chunking that made
+it (``content_hash``).  This module decides from those alone; it must never read chunk text,
+load a model or write to Milvus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from milvus_ingest.config import Settings
+from milvus_ingest.errors import ConfigError, PruneRefusedError
+from milvus_ingest.reading import inspect_source
+from milvus_ingest.sources import Discovery, Skipped, SourceFile, TextDocument
+from milvus_ingest.store import CollectionMeta, SourceState
+
+#: Bump when chunk boundaries for the same text and settings would change.
+CHUNKER_VERSION = 1
+
+Item = SourceFile | TextDocument
+
+
+def shard_of(source: str, shards: int) -> int:
+    """Stable shard number of a source path (not Python's salted ``hash``)."""
+    return int.from_bytes(hashlib.sha1(source.encode("utf-8", "surrogatepass")).digest()[:8], "big") % shards
+
+
+def parse_shard(spec: str | None) -> tuple[int, int] | None:
+    """``"i/N"`` → ``(i, N)``; shards are numbered from 0."""
+    if not spec:
+        return None
+    try:
+        index_text, count_text = spec.split("/")
+        index, count = int(index_text), int(count_text)
+    except ValueError:
+        raise ConfigError(f"--shard {spec!r} must look like i/N, e.g. 0/4") from None
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError(f"--shard {spec!r}: need N >= 1 and 0 <= i < N")
+    return index, count
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    full: bool = False
+    prune: bool = False
+    #: Confirms a prune over ``sources.prune_max_share`` of the collection.
+    yes: bool = False
+    shard: tuple[int, int] | None = None
+
+
+@dataclass
+class SourcePlan:
+    item: Item
+    source_hash: str
+    status: str  # "new" or "updated"
+    old_ids: set[str]
+    size: int
+    #: SHA-256 of the bytes inspected; reading them again must give the same, or the file changed.
+    sha256: str = ""
+
+
+@dataclass
+class IngestPlan:
+    todo: list[SourcePlan]
+    unchanged: list[str]
+    skipped: list[Skipped]
+    #: Sources whose content is now empty: their old rows go, as a clean ingest would have none.
+    emptied: dict[str, set[str]]
+    #: Stored sources under the given roots that no longer exist (removed only with ``prune``).
+    gone: dict[str, set[str]]
+
+
+def collection_meta(settings: Settings, dim: int) -> CollectionMeta:
+    return CollectionMeta(
+        model=settings.model.name,
+        dim=dim,
+        doc_instruction=settings.model.doc_instruction,
+        query_instruction=settings.model.query_instruction,
+        metric_type=settings.milvus.metric_type,
+        text_max_bytes=settings.milvus.text_max_bytes,
+    )
+
+
+def content_hash(sha256: str, settings: Settings) -> str:
+    """The version stamp stored on every row: file bytes *and* the chunking that cut them."""
+    c = settings.chunking
+    fingerprint = f"{sha256}:{c.chunk_tokens}:{c.overlap_tokens}:{settings.milvus.text_max_bytes}:{CHUNKER_VERSION}"
+    return hashlib.sha256(fingerprint.encode()).hexdigest()
+
+
+def plan_ingest(
+    items: Sequence[Item],
+    skipped: Sequence[Skipped],
+    is_gone: Callable[[str], bool],
+    states: dict[str, SourceState],
+    settings: Settings,
+    options: IngestOptions,
+) -> IngestPlan:
+    """Decide per source: new, updated, unchanged, emptied or skipped; and what is gone.
+
+    A stored source not seen this run is gone only when ``is_gone`` says so (its file no longer
+    exists within a spec's scope; see ``Discovery.is_gone``); a skipped one is still present.
+    """
+    todo: list[SourcePlan] = []
+    unchanged: list[str] = []
+    all_skipped = list(skipped)
+    emptied: dict[str, set[str]] = {}
+    present = {s.source for s in skipped if not s.refused}
+    for item in items:
+        present.add(item.source)
+        inspection = inspect_source(item)
+        state = states.get(item.source)
+        if inspection.reason:
+            all_skipped.append(Skipped(item.source, inspection.reason))
+            if state and inspection.reason.startswith(("empty", "no text")):
+                emptied[item.source] = set(state.ids)
+            continue
+        version = content_hash(inspection.sha256, settings)
+        if state and not options.full and state.is_complete(version):
+            unchanged.append(item.source)
+            continue
+        status = "updated" if state else "new"
+        old_ids = set(state.ids) if state else set()
+        todo.append(SourcePlan(item, version, status, old_ids, inspection.size, inspection.sha256))
+    gone: dict[str, set[str]] = {}
+    for source, state in states.items():
+        if source in present or not is_gone(source):
+            continue
+        if options.shard and shard_of(source, options.shard[1]) != options.shard[0]:
+            continue
+        gone[source] = set(state.ids)
+    return IngestPlan(todo, unchanged, all_skipped, emptied, gone)
+
+
+def check_prune_share(plan: IngestPlan, rows: int, max_share: float) -> None:
+    """Refuse, before anything is written, a prune that would remove too much of the collection."""
+    doomed = sum(len(ids) for ids in plan.gone.values())
+    if rows and doomed / rows > max_share:
+        raise PruneRefusedError(
+            f"--prune would remove {doomed} of {rows} rows ({doomed / rows:.0%}, from {len(plan.gone)} sources "
+            f"whose files are gone, e.g. {min(plan.gone)}); that is over sources.prune_max_share "
+            f"({max_share:.0%}): check the paths, then rerun with --prune --yes to confirm"
+        )
+
+
+def select_shard(discovery: Discovery, shard: tuple[int, int] | None) -> Discovery:
+    if not shard:
+        return discovery
+    index, count = shard
+    return replace(
+        discovery,
+        files=[f for f in discovery.files if shard_of(f.source, count) == index],
+        skipped=[s for s in discovery.skipped if shard_of(s.source, count) == index],
+    )
+
+
+def group_plans(plans: Sequence[SourcePlan], max_bytes: int = 8 << 20, max_files: int = 256) -> list[list[SourcePlan]]:
+    """Sources grouped into steps of bounded size: one Prefect task per group, never per chunk."""
+    groups: list[list[SourcePlan]] = []
+    current: list[SourcePlan] = []
+    size = 0
+    for plan in plans:
+        if current and (size + plan.size > max_bytes or len(current) >= max_files):
+            groups.append(current)
+            current, size = [], 0
+        current.append(plan)
+        size += plan.size
+    if current:
+        groups.append(current)
+    return groups
+
+

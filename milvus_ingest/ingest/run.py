@@ -1,0 +1,239 @@
+"""One whole ingest: discover, plan, then chunk → encode → write a group of sources at a time.
+
+A run converges: every chunk's primary key is derived from its source and position, a source's
+rows carry the hash of the content they came from, and chunk 0 carries the number of chunks of a
+*complete* version (written last, after stale rows are gone).  So a re-run skips sources whose
+stored version is complete and current, redoes any that a crash left half-written, and removes
+chunks that a shorter new version no longer has.  Reading and chunking run in a thread ahead of
+the encoder, and writes run in a thread behind it, so the model is never kept waiting.
+
+This module must never import Prefect (the flows wrap it), and never load the model when there
+is nothing to encode.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from milvus_ingest.chunking import Chunker, TokenCounter, check_chunk_budget
+from milvus_ingest.config import Settings
+from milvus_ingest.ingest.plan import (
+    IngestOptions,
+    IngestPlan,
+    Item,
+    SourcePlan,
+    check_prune_share,
+    collection_meta,
+    group_plans,
+    plan_ingest,
+    select_shard,
+)
+from milvus_ingest.ingest.report import IngestReport, StageTimes
+from milvus_ingest.ingest.stream import ProgressCallback, WriteResult, write_stream
+from milvus_ingest.sources import Discovery, Skipped, TextDocument, discover_sources
+from milvus_ingest.store import MilvusStore, SourceState
+
+#: Chunks handed to the encoder at once; the encoder sorts them by length and pads each of its
+#: batches to the longest item, so a wide window means little padding.
+WINDOW_BATCHES = 8
+
+
+class Ingestor:
+    """Holds the store and (lazily) the model for one or more ingest steps of a run."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: MilvusStore | None = None,
+        embedder: Any = None,
+        progress: ProgressCallback | None = None,
+        overlap_writes: bool = True,
+    ):
+        self.settings = settings
+        #: Writes run in a thread behind the encoder; False writes inline (for measuring it).
+        self.overlap_writes = overlap_writes
+        self.store = store or MilvusStore(settings.milvus)
+        self._embedder = embedder
+        self._chunker: Chunker | None = None
+        self.progress = progress
+        self.times = StageTimes()
+        self._checked = False
+        self._checked_with_model = False
+
+    # -- model ------------------------------------------------------------------------
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            started = time.perf_counter()
+            from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction
+
+            self._embedder = InstructorEmbeddingFunction.from_settings(self.settings.model)
+            self.times.model_load += time.perf_counter() - started
+        return self._embedder
+
+    @property
+    def chunker(self) -> Chunker:
+        if self._chunker is None:
+            ef = self.embedder
+            counter = TokenCounter(ef.tokenizer)
+            c = self.settings.chunking
+            check_chunk_budget(counter, c.chunk_tokens, ef.doc_instruction, ef.max_seq_length)
+            self._chunker = Chunker(
+                counter,
+                c.chunk_tokens,
+                c.overlap_tokens,
+                self.settings.milvus.text_max_bytes,
+                ef.doc_instruction,
+                ef.max_seq_length,
+            )
+        return self._chunker
+
+    # -- collection -------------------------------------------------------------------
+    def prepare_collection(self, need_model: bool) -> bool:
+        """Create the collection, or refuse an incompatible one before anything is written.
+
+        Without ``need_model`` an existing collection is checked on what the config says (model
+        name, instructions, metric), so an unchanged re-run never loads the model; the dimension
+        is checked as soon as the model is loaded.  Returns True when the collection was created.
+        """
+        if self._checked_with_model or (self._checked and not need_model):
+            return False
+        store = self.store
+        if store.exists():
+            stored = store.read_meta()
+            loaded = need_model or self._embedder is not None
+            dim = self.embedder.dim if loaded else (stored.dim if stored else 0)
+            need_model = loaded
+            store.check_compatible(collection_meta(self.settings, dim), for_writing=True)
+            store.load()
+            created = False
+        else:
+            created = store.ensure_collection(collection_meta(self.settings, self.embedder.dim))
+            need_model = True
+        self._checked = True
+        self._checked_with_model = need_model
+        return created
+
+    def read_states(self) -> dict[str, SourceState]:
+        return self.store.source_states() if self.store.exists() else {}
+
+    # -- steps ------------------------------------------------------------------------
+    def plan(self, discovery: Discovery, options: IngestOptions) -> IngestPlan:
+        started = time.perf_counter()
+        discovery = select_shard(discovery, options.shard)
+        plan = plan_ingest(
+            discovery.files, discovery.skipped, discovery.is_gone, self.read_states(), self.settings, options
+        )
+        self.times.plan += time.perf_counter() - started
+        return plan
+
+    def plan_documents(self, documents: Sequence[Item], options: IngestOptions) -> IngestPlan:
+        """Plan in-memory documents; with ``prune``, stored sources not among them are gone."""
+        started = time.perf_counter()
+        states = self.read_states()
+        plan = plan_ingest(documents, [], lambda source: False, states, self.settings, options)
+        if options.prune:
+            wanted = {d.source for d in documents}
+            plan.gone = {s: set(st.ids) for s, st in states.items() if s not in wanted}
+        self.times.plan += time.perf_counter() - started
+        return plan
+
+    def write_sources(self, plans: Sequence[SourcePlan]) -> WriteResult:
+        """Chunk, encode and write these sources (see ``stream.write_stream``)."""
+        if not plans:
+            return WriteResult()
+        self.prepare_collection(need_model=True)
+        window = max(1, self.settings.model.batch_size * WINDOW_BATCHES)
+        return write_stream(
+            plans, self.chunker, self.embedder, self.store, self.times, window, self.progress, self.overlap_writes
+        )
+
+    def remove_sources(self, sources: dict[str, set[str]]) -> list[str]:
+        removed = []
+        for source, ids in sorted(sources.items()):
+            if ids:
+                started = time.perf_counter()
+                self.store.delete_ids(ids)
+                self.times.write += time.perf_counter() - started
+            removed.append(source)
+        return removed
+
+    def close(self) -> None:
+        self.store.close()
+
+
+StepRunner = Callable[..., Any]
+
+
+def run_step_directly(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """The default step runner: call the function.  The Prefect flow passes one that makes a task."""
+    return fn(*args)
+
+
+def run_ingest(
+    settings: Settings,
+    specs: Sequence[str] = (),
+    options: IngestOptions = IngestOptions(),
+    documents: Sequence[TextDocument] | None = None,
+    ingestor: Ingestor | None = None,
+    progress: ProgressCallback | None = None,
+    step: StepRunner = run_step_directly,
+    embedder: Any = None,
+) -> IngestReport:
+    """One whole ingest: discover, plan, write (a step per group of sources), prune, count.
+
+    ``documents`` ingests in-memory texts instead of files (their ``source`` names are stored
+    as given, and ``prune`` then removes stored sources not among them).  ``step`` runs each
+    stage; the Prefect flow passes a runner that makes each one a task.  ``embedder`` reuses a
+    loaded model (tests, the benchmark, the evaluation).
+    """
+    started = time.perf_counter()
+    discovery = None
+    if documents is None:  # a bad path fails before Milvus is even opened
+        s = settings.sources
+        discovery = step("discover", discover_sources, list(specs), s.include, s.exclude, s.follow_symlinks)
+    own = ingestor is None
+    ingestor = ingestor or Ingestor(settings, embedder=embedder, progress=progress)
+    try:
+        report = IngestReport(collection=ingestor.store.collection, uri=settings.milvus.uri)
+        if discovery is not None:
+            if ingestor.store.exists():
+                ingestor.prepare_collection(need_model=False)
+            plan = step("plan", ingestor.plan, discovery, options)
+        else:
+            if ingestor.store.exists():
+                ingestor.prepare_collection(need_model=False)
+            plan = step("plan", ingestor.plan_documents, list(documents), options)
+        if options.prune and plan.gone and not options.yes:
+            check_prune_share(plan, ingestor.store.count(), settings.sources.prune_max_share)
+        if not ingestor.store.exists():
+            report.created_collection = ingestor.prepare_collection(need_model=True)
+        counts: dict[str, int] = {}
+        failed: list[Skipped] = []
+        for group in group_plans(plan.todo):
+            written = step("embed-and-write", ingestor.write_sources, group)
+            counts.update(written.counts)
+            failed.extend(written.failed)
+        for sp in plan.todo:
+            if sp.item.source in counts:
+                (report.new if sp.status == "new" else report.updated).append(sp.item.source)
+        report.chunks = sum(counts.values())
+        report.unchanged = plan.unchanged
+        report.skipped = plan.skipped + failed
+        if plan.emptied:
+            step("remove-emptied", ingestor.remove_sources, plan.emptied)
+        if options.prune and plan.gone:
+            report.pruned = step("prune", ingestor.remove_sources, plan.gone)
+        else:
+            report.stale_sources = sorted(plan.gone)
+        report.rows = ingestor.store.count()
+        report.stages = ingestor.times
+        report.seconds = time.perf_counter() - started
+        return report
+    finally:
+        if own:
+            ingestor.close()
+
+

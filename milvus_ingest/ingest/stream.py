@@ -1,0 +1,301 @@
+"""Streaming one group of sources: read and chunk ahead, encode in windows, write behind.
+
+Reading and chunking run in a thread ahead of the encoder, and writes run in a thread behind it,
+so the model is never kept waiting; queues are bounded, so memory is too.  Each source ends with
+its stale rows deleted and then its commit mark written, so a crash anywhere leaves it visibly
+incomplete.  This module must never decide *what* to ingest (``plan`` does) or import Prefect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from milvus_ingest.chunking import Chunk, Chunker
+from milvus_ingest.ingest.plan import SourcePlan
+from milvus_ingest.ingest.report import StageTimes
+from milvus_ingest.reading import SourceReadError, iter_blocks, os_reason
+from milvus_ingest.sources import Skipped
+from milvus_ingest.store import MilvusStore, chunk_id, chunk_row
+
+ProgressCallback = Callable[[int, int, int], None]  # (bytes done, bytes total, chunks done)
+
+
+def _crash_point(name: str) -> None:
+    """Fault injection for the crash tests: ``FLOWS_CRASH_AT=name:N`` kills -9 at the Nth hit.
+
+    A real SIGKILL of the real process, so the tests prove recovery from exactly what a user's
+    ``kill -9`` or an OOM kill does.  Costs one dict lookup when unset.
+    """
+    spec = os.environ.get("FLOWS_CRASH_AT")
+    if not spec:
+        return
+    target, _, count = spec.partition(":")
+    if target != name:
+        return
+    hits = _CRASH_HITS.get(name, 0) + 1
+    _CRASH_HITS[name] = hits
+    if hits >= int(count or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_CRASH_HITS: dict[str, int] = {}
+
+
+@dataclass
+class _ChunkItem:
+    plan_index: int
+    index: int
+    chunk: Chunk
+
+
+@dataclass
+class _EndItem:
+    plan_index: int
+    n_chunks: int
+
+
+class _Writer(threading.Thread):
+    """Applies upserts and per-source finalisation in order, behind the encoder."""
+
+    def __init__(self, store: MilvusStore, times: StageTimes, threaded: bool = True):
+        super().__init__(name="milvus-writer", daemon=True)
+        #: False applies each write at once in the caller's thread (the benchmark's ablation).
+        self.threaded = threaded
+        self.store = store
+        self.times = times
+        self.ops: queue.Queue[tuple[str, Any] | None] = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        while True:
+            op = self.ops.get()
+            if op is None:
+                return
+            if self.error is not None:
+                continue  # drain: the main thread will raise
+            kind, payload = op
+            started = time.perf_counter()
+            try:
+                if kind == "upsert":
+                    self.store.upsert(payload)
+                    _crash_point("after_upsert")
+                elif kind == "finalize":
+                    stale, commit_row = payload
+                    if stale:
+                        self.store.delete_ids(stale)
+                        _crash_point("after_delete")
+                    if commit_row is not None:
+                        self.store.upsert([commit_row])
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                self.error = exc
+            finally:
+                self.times.write += time.perf_counter() - started
+
+    def start(self) -> None:
+        if self.threaded:
+            super().start()
+
+    def put(self, op: tuple[str, Any]) -> None:
+        self.raise_if_failed()
+        self.ops.put(op)
+        if not self.threaded:
+            self.ops.put(None)
+            self.run()
+            self.raise_if_failed()
+
+    def raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        if self.threaded:
+            self.ops.put(None)
+            self.join()
+        self.raise_if_failed()
+
+
+@dataclass
+class _FailedItem:
+    plan_index: int
+    reason: str
+
+
+def _produce(
+    plans: Sequence[SourcePlan],
+    chunker: Chunker,
+    out: queue.Queue[Any],
+    times: StageTimes,
+    stop: threading.Event,
+) -> None:
+    """Read and chunk sources in order, ahead of the encoder (bounded queue: bounded memory).
+
+    A source that fails to read, decode or parse — or whose bytes differ from what was inspected
+    (changed mid-run) — ends with a ``_FailedItem`` instead of an ``_EndItem``: that source is
+    skipped with the reason and the run goes on.
+    """
+    try:
+        for plan_index, plan in enumerate(plans):
+            n = 0
+            digest = hashlib.sha256()
+            try:
+                blocks = iter_blocks(plan.item, digest)
+                while True:
+                    started = time.perf_counter()
+                    block = next(blocks, None)
+                    times.read += time.perf_counter() - started
+                    if block is None:
+                        break
+                    started = time.perf_counter()
+                    chunks = chunker.chunk_text(block[1], block[0])
+                    times.chunk += time.perf_counter() - started
+                    for chunk in chunks:
+                        if stop.is_set():
+                            return
+                        out.put(_ChunkItem(plan_index, n, chunk))
+                        n += 1
+                if plan.sha256 and digest.hexdigest() != plan.sha256:
+                    raise SourceReadError("changed while being read; rerun to pick up the new version")
+            except Exception as exc:  # noqa: BLE001 - one source's failure is that source's skip
+                out.put(_FailedItem(plan_index, read_failure_reason(exc)))
+                continue
+            out.put(_EndItem(plan_index, n))
+        out.put(None)
+    except BaseException as exc:  # noqa: BLE001 - re-raised by the consumer
+        out.put(exc)
+
+
+def read_failure_reason(exc: Exception) -> str:
+    """One line for a source that failed while being read (never a traceback)."""
+    if isinstance(exc, SourceReadError):
+        return exc.reason
+    if isinstance(exc, OSError):
+        return os_reason(exc)
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"could not be read ({type(exc).__name__}{': ' + text if text else ''})"
+
+
+@dataclass
+class WriteResult:
+    """What one write step did: chunks per source written, and sources that failed to read."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    failed: list[Skipped] = field(default_factory=list)
+
+
+def write_stream(
+    plans: Sequence[SourcePlan],
+    chunker: Chunker,
+    ef: Any,
+    store: MilvusStore,
+    times: StageTimes,
+    window_size: int,
+    progress: ProgressCallback | None = None,
+    overlap_writes: bool = True,
+) -> WriteResult:
+    """Chunk, encode and write these sources; returns chunks per source and the failures.
+
+    Each source ends with its stale rows deleted and then its commit mark (chunk 0's
+    ``n_chunks``) written, in that order, so a crash anywhere leaves it visibly incomplete.
+    A source that fails while being read gets no commit mark (its old rows stay, or — if it
+    was larger than a window — it stays visibly incomplete and is redone by the next run).
+    """
+    result = WriteResult()
+    total_bytes = sum(p.size for p in plans)
+    items: queue.Queue[Any] = queue.Queue(maxsize=window_size * 2)
+    stop = threading.Event()
+    producer = threading.Thread(target=_produce, args=(plans, chunker, items, times, stop), name="chunker", daemon=True)
+    writer = _Writer(store, times, threaded=overlap_writes)
+    producer.start()
+    writer.start()
+    counts = result.counts
+    first_rows: dict[int, dict[str, Any]] = {}
+    done_bytes = 0
+    done_chunks = 0
+    window: list[_ChunkItem | _EndItem] = []
+    in_window = 0
+    try:
+        finished = False
+        while not finished:
+            item = items.get()
+            if isinstance(item, BaseException):
+                raise item
+            if item is None:
+                finished = True
+            elif isinstance(item, _FailedItem):
+                result.failed.append(Skipped(plans[item.plan_index].item.source, item.reason))
+                first_rows.pop(item.plan_index, None)
+                window = [w for w in window if w.plan_index != item.plan_index]
+                in_window = sum(isinstance(w, _ChunkItem) for w in window)
+                done_bytes += plans[item.plan_index].size
+            else:
+                window.append(item)
+                in_window += isinstance(item, _ChunkItem)
+            if window and (finished or in_window >= window_size):
+                done_chunks += _flush(window, plans, ef, writer, first_rows, counts, times)
+                done_bytes += sum(plans[w.plan_index].size for w in window if isinstance(w, _EndItem))
+                window, in_window = [], 0
+                if progress:
+                    progress(done_bytes, total_bytes, done_chunks)
+                _crash_point("between_batches")
+        writer.close()
+    except BaseException:
+        stop.set()
+        _drain(items)
+        writer.ops.put(None)
+        raise
+    return result
+
+
+def _flush(
+    window: list[_ChunkItem | _EndItem],
+    plans: Sequence[SourcePlan],
+    ef: Any,
+    writer: _Writer,
+    first_rows: dict[int, dict[str, Any]],
+    counts: dict[str, int],
+    times: StageTimes,
+) -> int:
+    """Encode the window's chunks, queue their rows, then finalise the sources that ended."""
+    chunk_items = [w for w in window if isinstance(w, _ChunkItem)]
+    ends = {w.plan_index: w.n_chunks for w in window if isinstance(w, _EndItem)}
+    if chunk_items:
+        started = time.perf_counter()
+        _crash_point("encode")
+        vectors = ef.encode_array([c.chunk.text for c in chunk_items], ef.doc_instruction)
+        times.encode += time.perf_counter() - started
+        rows = []
+        for item, vector in zip(chunk_items, vectors):
+            plan = plans[item.plan_index]
+            known = ends.get(item.plan_index, 0)
+            # The commit mark (n_chunks) only when the whole source is in this window.
+            row = chunk_row(plan.item.source, item.index, item.chunk, vector, plan.source_hash, known)
+            if item.index == 0 and not known:
+                first_rows[item.plan_index] = row
+            rows.append(row)
+        writer.put(("upsert", rows))
+    for plan_index, n in ends.items():
+        plan = plans[plan_index]
+        new_ids = {chunk_id(plan.item.source, i) for i in range(n)}
+        stale = plan.old_ids - new_ids
+        commit = first_rows.pop(plan_index, None)
+        if commit is not None:
+            commit = dict(commit, n_chunks=n)
+        writer.put(("finalize", (stale, commit)))
+        counts[plan.item.source] = n
+    return len(chunk_items)
+
+
+def _drain(items: queue.Queue[Any]) -> None:
+    try:
+        while True:
+            items.get_nowait()
+    except queue.Empty:
+        pass

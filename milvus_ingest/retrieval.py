@@ -1,0 +1,279 @@
+"""Search a collection with questions: encode them as the collection expects, return typed hits.
+
+``Searcher`` opens one collection, checks it before any model is loaded (it exists, it was built by
+this pipeline, it is not empty, the configured model is the one it was built with, the filter
+parses), then encodes many questions in one batch with the **query instruction recorded on the
+collection** and searches them in a few requests.  ``search_questions`` is the one-call form for
+Python callers (a QA step, the evaluation).  This module must never import Prefect, never encode
+a question with another model or dimension than the collection's (``CollectionMismatchError``),
+and never let a Milvus parse error of a filter out as anything but one ``bad --filter`` line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from milvus_ingest.config import Settings
+from milvus_ingest.errors import BadFilterError, CollectionMismatchError, ConfigError, StoreError
+from milvus_ingest.store.search import check_filter, index_type, read_search_meta, search_hits, search_params_for
+from milvus_ingest.store import SCALAR_FIELDS, CollectionMeta, MilvusStore
+
+log = logging.getLogger(__name__)
+
+#: Fields every hit carries; ``output_fields`` adds to these.
+HIT_FIELDS = ("text", "source", "start_char", "end_char", "chunk_index")
+#: Fields a caller may ask for (the vector is left out: it is large and never needed by a reader).
+SELECTABLE_FIELDS = ("id", *SCALAR_FIELDS)
+#: Milvus's upper bound on ``limit`` (top-k).
+MAX_TOP_K = 16384
+#: Hits per search request (questions x top-k): keeps each answer well below gRPC's size limits.
+HITS_PER_REQUEST = 4096
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk: ``text == source_text[start:end]``; ``score`` is Milvus's distance.
+
+    For COSINE and IP a higher score is closer, for L2 a lower one; hits always come best first.
+    """
+
+    id: str
+    score: float
+    source: str
+    start: int
+    end: int
+    text: str
+    chunk_index: int = -1
+    #: Values of any extra ``output_fields`` asked for.
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "score": round(self.score, 6),
+            "source": self.source,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+        }
+        if self.fields:
+            data["fields"] = dict(self.fields)
+        return data
+
+
+class Searcher:
+    """One collection, checked once, and (lazily) the query encoder for it.
+
+    ``encoder`` reuses a loaded model (anything with ``encode_array(texts, instruction)``, ``dim``
+    and ``model_name``); otherwise the configured model is loaded on the first search, with the
+    NumPy query encoder where it is exact (``milvus_ingest.encoders.query_encoder``; ``light=False`` forces the full one).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        encoder: Any = None,
+        store: MilvusStore | None = None,
+        light: bool | None = None,
+    ):
+        self.settings = settings
+        self._own_store = store is None
+        # A private copy of the Milvus settings: the metric is set to the collection's below.
+        self.store = store or MilvusStore(settings.milvus.model_copy(deep=True))
+        self._encoder = encoder
+        self._light = light
+        try:
+            self.meta = self._check_collection()
+            self.index_type = self._index_type()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- checks -----------------------------------------------------------------------
+    def _check_collection(self) -> CollectionMeta:
+        store, name, uri = self.store, self.store.collection, self.settings.milvus.uri
+        if not store.exists():
+            raise StoreError(
+                f"collection {name!r} does not exist at {uri}: ingest into it first "
+                "(python -m flows.ingest SOURCE --config FILE) or pass the right --collection / --uri"
+            )
+        meta = read_search_meta(store, self.settings.model.query_instruction)
+        model = getattr(self._encoder, "model_name", None) or self.settings.model.name
+        if meta.model != model:
+            raise CollectionMismatchError(
+                f"collection {name!r} was built with model {meta.model!r} ({meta.dim}-d); questions would be "
+                f"encoded with {model!r}: search with the config the collection was ingested with "
+                "(--config) or another --collection"
+            )
+        if self._encoder is not None:
+            _check_dim(self._encoder, meta, name, model)
+        if store.settings.metric_type != meta.metric_type:  # search with the metric the index was built for
+            if not self._own_store:
+                store.settings = store.settings.model_copy(deep=True)  # never change the caller's settings
+            store.settings.metric_type = meta.metric_type  # type: ignore[assignment]
+        store.load()
+        if store.count() == 0:
+            raise StoreError(
+                f"collection {name!r} at {uri} is empty: ingest documents into it first "
+                "(python -m flows.ingest SOURCE --config FILE)"
+            )
+        return meta
+
+    def _index_type(self) -> str:
+        return index_type(self.store)
+
+    def check_filter(self, filter_expr: str) -> None:
+        """Ask Milvus to parse ``filter_expr`` (a one-row query) before any model is loaded."""
+        check_filter(self.store, filter_expr)
+
+    # -- encoding ---------------------------------------------------------------------
+    @property
+    def query_instruction(self) -> str:
+        return self.meta.query_instruction
+
+    @property
+    def encoder(self) -> Any:
+        if self._encoder is None:
+            from milvus_ingest.encoders.query_encoder import load_query_encoder
+
+            encoder = load_query_encoder(self.settings.model, self.query_instruction, light=self._light)
+            _check_dim(encoder, self.meta, self.store.collection, self.settings.model.name)
+            self._encoder = encoder
+        return self._encoder
+
+    def encode(self, questions: Sequence[str]) -> Any:
+        """``(n, dim)`` float32: all questions in one call, with the collection's query instruction."""
+        return self.encoder.encode_array(list(questions), self.query_instruction)
+
+    # -- search -----------------------------------------------------------------------
+    def search(
+        self,
+        questions: Sequence[str],
+        top_k: int = 5,
+        filter_expr: str = "",
+        output_fields: Sequence[str] = (),
+        search_params: dict[str, Any] | None = None,
+    ) -> list[list[Hit]]:
+        """Ranked hits per question (best first), in the order the questions were given."""
+        questions = list(questions)
+        _check_questions(questions)
+        _check_top_k(top_k)
+        extra = _check_output_fields(output_fields)
+        self.check_filter(filter_expr)
+        vectors = self.encode(questions)
+        return self.search_vectors(vectors, top_k, filter_expr, extra, search_params)
+
+    def search_vectors(
+        self,
+        vectors: Any,
+        top_k: int,
+        filter_expr: str = "",
+        output_fields: Sequence[str] = (),
+        search_params: dict[str, Any] | None = None,
+    ) -> list[list[Hit]]:
+        """Search encoded questions in requests of at most ``HITS_PER_REQUEST`` hits."""
+        fields = list(dict.fromkeys([*HIT_FIELDS, *output_fields]))
+        params = search_params_for(
+            self.index_type,
+            search_params if search_params is not None else self._configured_params(),
+            top_k,
+        )
+        per_request = max(1, HITS_PER_REQUEST // top_k)
+        results: list[list[Hit]] = []
+        for start in range(0, len(vectors), per_request):
+            raw = search_hits(self.store, vectors[start : start + per_request], top_k, filter_expr, fields, params)
+            results.extend([_to_hit(h, output_fields) for h in row] for row in raw)
+        return results
+
+    def _configured_params(self) -> dict[str, Any] | None:
+        """The config's search params apply when the collection has the config's index type."""
+        if self.index_type == self.settings.milvus.index_type:
+            return dict(self.settings.milvus.search_params)
+        return None
+
+    def close(self) -> None:
+        if self._own_store:
+            self.store.close()
+
+    def __enter__(self) -> Searcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_dim(encoder: Any, meta: CollectionMeta, collection: str, model: str) -> None:
+    if int(encoder.dim) != int(meta.dim):
+        raise CollectionMismatchError(
+            f"collection {collection!r} was built with model {meta.model!r} ({meta.dim}-d) but "
+            f"{getattr(encoder, 'model_name', None) or model!r} makes {encoder.dim}-d vectors: search with "
+            "the model the collection was built with"
+        )
+
+
+def _check_questions(questions: list[str]) -> None:
+    if not questions:
+        raise ConfigError("no question given")
+    for number, question in enumerate(questions, start=1):
+        if not isinstance(question, str) or not question.strip():
+            raise ConfigError(f"question {number} is empty")
+
+
+def _check_top_k(top_k: int) -> None:
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+        raise ConfigError(f"--top-k must be between 1 and {MAX_TOP_K}, got {top_k!r}")
+
+
+def _check_output_fields(output_fields: Sequence[str]) -> list[str]:
+    if isinstance(output_fields, str):
+        output_fields = [output_fields]
+    unknown = [f for f in output_fields if f not in SELECTABLE_FIELDS]
+    if unknown:
+        raise ConfigError(f"unknown output field(s) {', '.join(unknown)}: choose from {', '.join(SELECTABLE_FIELDS)}")
+    return [f for f in output_fields if f not in HIT_FIELDS and f != "id"]
+
+
+def _to_hit(raw: Any, extra: Sequence[str]) -> Hit:
+    entity = raw.get("entity") or {}
+
+    def value(name: str, default: Any = None) -> Any:
+        return entity.get(name, raw.get(name, default))
+
+    return Hit(
+        id=str(raw.get("id", value("id", ""))),
+        score=float(raw.get("distance", raw.get("score", 0.0))),
+        source=str(value("source", "")),
+        start=int(value("start_char", 0)),
+        end=int(value("end_char", 0)),
+        text=str(value("text", "")),
+        chunk_index=int(value("chunk_index", -1)),
+        fields={name: value(name) for name in extra},
+    )
+
+
+def search_questions(
+    settings: Settings,
+    questions: Sequence[str],
+    top_k: int = 5,
+    filter_expr: str = "",
+    output_fields: Sequence[str] = (),
+    search_params: dict[str, Any] | None = None,
+    encoder: Any = None,
+) -> list[list[Hit]]:
+    """Open the configured collection, search every question in one batch, close; hits per question."""
+    with Searcher(settings, encoder=encoder) as searcher:
+        return searcher.search(questions, top_k, filter_expr, output_fields, search_params)
+
+
+__all__ = [
+    "HIT_FIELDS",
+    "BadFilterError",
+    "Hit",
+    "Searcher",
+    "read_search_meta",
+    "search_params_for",
+    "search_questions",
+]

@@ -1,0 +1,30 @@
+"""Milvus, owned in one place: the client (``milvus``), the row layout (``schema``), retries.
+
+Nothing outside this package calls a pymilvus client or writes a row dict by hand.
+"""
+
+from milvus_ingest.store.milvus import MilvusStore
+from milvus_ingest.store.schema import (
+    META_PROPERTY,
+    SCALAR_FIELDS,
+    CollectionMeta,
+    SourceState,
+    chunk_id,
+    chunk_row,
+    escape_string,
+    plan_write_batches,
+    row_bytes,
+)
+
+__all__ = [
+    "META_PROPERTY",
+    "SCALAR_FIELDS",
+    "CollectionMeta",
+    "MilvusStore",
+    "SourceState",
+    "chunk_id",
+    "chunk_row",
+    "escape_string",
+    "plan_write_batches",
+    "row_bytes",
+]

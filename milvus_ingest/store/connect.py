@@ -1,0 +1,90 @@
+"""Opening a Milvus client, and saying in one line why it could not be opened.
+
+The same ``MilvusClient`` serves Milvus Lite (a local folder) and a server (a URI); what differs
+is how each fails, and each failure is named for what it is (a file where a folder should be, an
+unwritable folder, a lock held by another process, bad credentials, an unreachable address).
+This module must never log or echo the token.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from milvus_ingest.config import MilvusSettings
+from milvus_ingest.errors import StoreError
+
+
+def connect(settings: MilvusSettings) -> Any:
+    """A connected ``MilvusClient`` for ``settings``, or a ``StoreError`` naming the cause."""
+    from pymilvus import MilvusClient
+
+    _quiet_lite_noise()
+    if settings.is_lite:
+        check_lite_path(settings.uri)
+    lite_logger = logging.getLogger("milvus_lite")
+    previous = lite_logger.level
+    lite_logger.setLevel(logging.CRITICAL)  # its own lock traceback would drown our one line
+    try:
+        kwargs: dict[str, Any] = {"uri": settings.uri, "timeout": min(settings.timeout, 5)}
+        if settings.token:
+            kwargs["token"] = settings.token
+        return MilvusClient(**kwargs)
+    except Exception as exc:
+        raise _describe_connect_error(settings, exc) from None
+    finally:
+        lite_logger.setLevel(previous)
+
+
+def check_lite_path(uri: str) -> None:
+    """Refuse a Lite location that cannot work, before Lite turns it into a misleading error."""
+    folder = Path(uri).expanduser()
+    parent = folder.parent if str(folder.parent) else Path(".")
+    if not parent.exists():
+        raise StoreError(f"folder {parent} for Milvus Lite database {uri} does not exist: create it or fix --uri")
+    if not parent.is_dir():
+        raise StoreError(f"{parent} (in Milvus Lite database path {uri}) is not a folder: fix --uri")
+    if folder.exists() and not folder.is_dir():
+        raise StoreError(
+            f"Milvus Lite database {uri} is a file, not a database folder: point --uri at a new or "
+            "existing Lite folder (e.g. ./milvus.db)"
+        )
+    target = folder if folder.exists() else parent
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise StoreError(f"Milvus Lite database {uri}: folder {target} is not writable by this user")
+
+
+def _quiet_lite_noise() -> None:
+    """Milvus Lite cannot hand out an MVCC timestamp for iterators: pymilvus warns on every scan
+    (and Lite's gRPC server logs "not implemented") before falling back to a client-side
+    timestamp, which is what we want.  Called after pymilvus is imported, which sets its levels."""
+    logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
+    logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+
+def _describe_connect_error(settings: MilvusSettings, exc: BaseException) -> StoreError:
+    text = str(exc)
+    if settings.is_lite:
+        chain = repr(exc) + repr(exc.__cause__) + repr(exc.__context__)
+        lock_words = ("lock", "Open local milvus failed", "ConnectionConfigException")
+        if any(word in text or word in chain or word in type(exc).__name__ for word in lock_words):
+            return StoreError(
+                f"Milvus Lite database {settings.uri} is in use by another process (Lite allows one "
+                "process at a time): wait for it to finish, or run a Milvus server for concurrent writers"
+            )
+        return StoreError(f"cannot open Milvus Lite database {settings.uri}: {text.strip() or type(exc).__name__}")
+    cause = exc.__cause__
+    cause_code = cause.code() if cause is not None and callable(getattr(cause, "code", None)) else None
+    if (
+        "UNAUTHENTICATED" in str(cause_code)
+        or "PERMISSION_DENIED" in str(cause_code)
+        or any(w in text.lower() for w in ("auth", "credential", "permission"))
+    ):
+        return StoreError(
+            f"Milvus at {settings.uri} refused the credentials: set MILVUS_TOKEN to user:password or an API key"
+        )
+    return StoreError(
+        f"cannot reach Milvus at {settings.uri} ({type(exc).__name__}): check the address and that the "
+        "server is up (MILVUS_URI / --uri)"
+    )

@@ -1,0 +1,338 @@
+"""Milvus access for the pipeline: one schema, one client, the same code for Lite and a server.
+
+Owns the collection's schema and its recorded metadata (model, instructions, dim), the state a
+re-run reads back (a content hash per source), byte-bounded writes, and the translation of
+Milvus's many failure shapes into one clear ``StoreError`` line.  This module must never write a
+row into a collection whose recorded model, instruction or dimension differs from the caller's,
+and never send a request larger than ``write_batch_bytes``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from milvus_ingest.config import MilvusSettings
+from milvus_ingest.errors import CollectionMismatchError, ConfigError, StoreError
+from milvus_ingest.sources import SOURCE_MAX_BYTES
+from milvus_ingest.store.connect import connect
+from milvus_ingest.store.retry import with_retries
+from milvus_ingest.store.schema import (
+    HASH_MAX_BYTES,
+    ID_MAX_BYTES,
+    LITE_INDEX_TYPES,
+    META_PROPERTY,
+    SERVER_23_INDEX_TYPES,
+    SERVER_INDEX_TYPES,
+    CollectionMeta,
+    SourceState,
+    escape_string,
+    meta_problems,
+    plan_write_batches,
+)
+
+log = logging.getLogger(__name__)
+
+
+class MilvusStore:
+    """The pipeline's view of one Milvus collection."""
+
+    def __init__(self, settings: MilvusSettings, collection: str | None = None):
+        self.settings = settings
+        self.collection = collection or settings.collection
+        self.client = connect(settings)
+        self.backend, self.server_version = self._identify()
+        self._loaded = False
+
+    # -- connection ---------------------------------------------------------------------
+    def _identify(self) -> tuple[str, str]:
+        try:
+            version = str(self._call(lambda: self.client.get_server_version(timeout=self.settings.timeout), "version"))
+        except StoreError:
+            version = ""
+        backend = "lite" if self.settings.is_lite or version.startswith("milvus_lite") else "server"
+        return backend, version
+
+    def close(self) -> None:
+        """Close the connection; for Lite also stop its in-process server and free the folder.
+
+        Without the second step the process keeps Lite's lock until it exits, so a long-lived
+        ``serve`` process would lock every other run out of the folder between its runs.
+        """
+        try:
+            self.client.close()
+        except Exception:  # closing a broken connection must not mask the real error
+            pass
+        if self.backend == "lite":
+            try:
+                from milvus_lite.server_manager import server_manager_instance
+
+                server_manager_instance.release_server(str(Path(self.settings.uri).expanduser()))
+            except Exception:
+                pass
+
+    def __enter__(self) -> MilvusStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, fn: Any, what: str) -> Any:
+        """Run one client call with retries; map whatever it raises to a ``StoreError`` line."""
+        s = self.settings
+        try:
+            return with_retries(fn, what, retries=s.retries, backoff_seconds=s.retry_backoff_seconds)
+        except StoreError:
+            raise
+        except Exception as exc:
+            message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise StoreError(f"Milvus at {s.uri}: {what} failed: {message}") from exc
+
+    # -- collection ---------------------------------------------------------------------
+    def supported_index_types(self) -> set[str]:
+        if self.backend == "lite":
+            return LITE_INDEX_TYPES
+        if self.server_version.lstrip("v").startswith(("2.3", "2.2", "2.1", "2.0")):
+            return SERVER_23_INDEX_TYPES
+        return SERVER_INDEX_TYPES
+
+    def check_index_type(self) -> None:
+        index_type = self.settings.index_type
+        supported = self.supported_index_types()
+        if index_type not in supported:
+            where = "Milvus Lite" if self.backend == "lite" else f"Milvus {self.server_version or 'server'}"
+            raise ConfigError(
+                f"milvus.index_type={index_type} cannot be built on {where}: use one of "
+                f"{', '.join(sorted(supported))}"
+            )
+
+    def exists(self) -> bool:
+        return bool(self._call(lambda: self.client.has_collection(self.collection, timeout=self.settings.timeout), "has_collection"))
+
+    def read_meta(self) -> CollectionMeta | None:
+        """The metadata recorded at creation, or None for a collection this pipeline did not make."""
+        info = self._call(lambda: self.client.describe_collection(self.collection, timeout=self.settings.timeout), "describe_collection")
+        raw = (info.get("properties") or {}).get(META_PROPERTY) or info.get("description") or ""
+        try:
+            return CollectionMeta.from_json(raw) if raw else None
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    def ensure_collection(self, meta: CollectionMeta) -> bool:
+        """Create the collection for ``meta``, or check that the existing one matches; True if created."""
+        if self.exists():
+            self.check_compatible(meta, for_writing=True)
+            self.load()
+            return False
+        self.check_index_type()
+        schema = self._schema(meta)
+        index_params = self.client.prepare_index_params()
+        index_params.add_index(
+            field_name="vector",
+            index_type=self.settings.index_type,
+            metric_type=self.settings.metric_type,
+            params=dict(self.settings.index_params),
+        )
+        self._call(
+            lambda: self.client.create_collection(
+                self.collection,
+                schema=schema,
+                index_params=index_params,
+                consistency_level="Strong",
+                properties={META_PROPERTY: meta.to_json()},
+                timeout=self.settings.timeout,
+            ),
+            f"creating collection {self.collection!r}",
+        )
+        self.load()
+        return True
+
+    def _schema(self, meta: CollectionMeta) -> Any:
+        from pymilvus import DataType
+
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False, description=meta.to_json()[:1000])
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=meta.dim)
+        schema.add_field("text", DataType.VARCHAR, max_length=meta.text_max_bytes)
+        schema.add_field("source", DataType.VARCHAR, max_length=SOURCE_MAX_BYTES)
+        schema.add_field("chunk_index", DataType.INT64)
+        schema.add_field("start_char", DataType.INT64)
+        schema.add_field("end_char", DataType.INT64)
+        schema.add_field("source_hash", DataType.VARCHAR, max_length=HASH_MAX_BYTES)
+        schema.add_field("n_chunks", DataType.INT64)
+        return schema
+
+    def check_compatible(self, meta: CollectionMeta, for_writing: bool) -> CollectionMeta:
+        """Refuse a collection built with another model, instruction, dim or metric."""
+        stored = self.read_meta()
+        name = self.collection
+        if stored is None:
+            raise CollectionMismatchError(
+                f"collection {name!r} at {self.settings.uri} was not created by this pipeline (no "
+                f"{META_PROPERTY} record): use another --collection name"
+            )
+        problems = meta_problems(stored, meta, for_writing)
+        if problems:
+            raise CollectionMismatchError(
+                f"collection {name!r} was built with {'; '.join(problems)}: nothing was written; use the "
+                "same model and instructions, or another --collection name"
+            )
+        return stored
+
+    def load(self) -> None:
+        self._call(lambda: self.client.load_collection(self.collection, timeout=self.settings.timeout), "load_collection")
+        self._loaded = True
+
+    def _ensure_loaded(self) -> None:
+        """Reads need a loaded collection; a reopened Lite folder or a restarted server has none."""
+        if not self._loaded:
+            self.load()
+
+    def drop(self) -> None:
+        if self.exists():
+            self._call(lambda: self.client.drop_collection(self.collection, timeout=self.settings.timeout), "drop_collection")
+
+    # -- state --------------------------------------------------------------------------
+    def source_states(self) -> dict[str, SourceState]:
+        """Every source's ids, hashes and commit mark, read with Strong consistency.
+
+        A server's iterator can miss rows still in growing segments until a Strong ``count(*)``
+        has run, so the count goes first and the scan must match it (else a flush and a second
+        scan): a state read that missed rows would leave stale chunks behind.
+        """
+        expected = self.count()
+        states = self._scan_states()
+        if sum(len(s.ids) for s in states.values()) != expected:
+            self._call(lambda: self.client.flush(self.collection, timeout=self.settings.timeout), "flush")
+            states = self._scan_states()
+            found = sum(len(s.ids) for s in states.values())
+            if found != self.count():
+                raise StoreError(
+                    f"Milvus at {self.settings.uri}: collection {self.collection!r} scan returned {found} rows, "
+                    f"count(*) says {expected}; rerun when the server is settled"
+                )
+        return states
+
+    def _scan_states(self) -> dict[str, SourceState]:
+        states: dict[str, SourceState] = {}
+        for row in self._iterate(["source", "source_hash", "chunk_index", "n_chunks"]):
+            state = states.setdefault(row["source"], SourceState())
+            state.ids.add(row["id"])
+            state.hashes.add(row["source_hash"])
+            if row["chunk_index"] == 0:
+                state.committed_chunks = int(row["n_chunks"])
+        return states
+
+    def _iterate(self, fields: list[str], batch_size: int = 4096) -> Iterator[dict[str, Any]]:
+        self._ensure_loaded()
+        iterator = self._call(
+            lambda: self.client.query_iterator(
+                self.collection,
+                batch_size=batch_size,
+                filter="",
+                output_fields=fields,
+                consistency_level="Strong",
+                timeout=self.settings.timeout,
+            ),
+            "query_iterator",
+        )
+        try:
+            while True:
+                page = self._call(iterator.next, "reading rows")
+                if not page:
+                    return
+                yield from page
+        finally:
+            iterator.close()
+
+    def count(self) -> int:
+        self._ensure_loaded()
+        result = self._call(
+            lambda: self.client.query(
+                self.collection,
+                filter="",
+                output_fields=["count(*)"],
+                consistency_level="Strong",
+                timeout=self.settings.timeout,
+            ),
+            "count(*)",
+        )
+        return int(result[0]["count(*)"]) if result else 0
+
+    # -- writes -------------------------------------------------------------------------
+    def upsert(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Upsert rows in requests bounded by rows and bytes; returns the number of requests."""
+        batches = plan_write_batches(rows, self.settings.write_batch_rows, self.settings.write_batch_bytes)
+        for batch in batches:
+            payload = [_plain_row(r) for r in batch]
+            self._call(
+                lambda payload=payload: self.client.upsert(self.collection, payload, timeout=self.settings.timeout),
+                f"upsert of {len(payload)} rows",
+            )
+        return len(batches)
+
+    def delete_ids(self, ids: Iterable[str]) -> int:
+        """Delete rows by primary key (ids are hex digests: no escaping can go wrong)."""
+        id_list = sorted(ids)
+        for start in range(0, len(id_list), 1000):
+            part = id_list[start : start + 1000]
+            self._call(
+                lambda part=part: self.client.delete(self.collection, ids=part, timeout=self.settings.timeout),
+                f"delete of {len(part)} rows",
+            )
+        return len(id_list)
+
+    # -- reads --------------------------------------------------------------------------
+    def query_source(self, source: str, fields: Sequence[str] = ("id",)) -> list[dict[str, Any]]:
+        """Rows of one source, selected by an escaped filter literal."""
+        self._ensure_loaded()
+        return self._call(
+            lambda: self.client.query(
+                self.collection,
+                filter=f"source == {escape_string(source)}",
+                output_fields=list(fields),
+                consistency_level="Strong",
+                timeout=self.settings.timeout,
+            ),
+            "query by source",
+        )
+
+    def search(
+        self,
+        vectors: np.ndarray,
+        top_k: int,
+        filter_expr: str = "",
+        output_fields: Sequence[str] = ("text", "source", "start_char", "end_char", "chunk_index"),
+        search_params: dict[str, Any] | None = None,
+        consistency_level: str | None = None,
+    ) -> list[list[dict[str, Any]]]:
+        self._ensure_loaded()
+        params = {"metric_type": self.settings.metric_type, "params": dict(search_params or self.settings.search_params)}
+        kwargs: dict[str, Any] = {}
+        if consistency_level:
+            kwargs["consistency_level"] = consistency_level
+        return self._call(
+            lambda: self.client.search(
+                self.collection,
+                data=[np.asarray(v, dtype=np.float32).tolist() for v in vectors],
+                limit=top_k,
+                filter=filter_expr,
+                output_fields=list(output_fields),
+                search_params=params,
+                timeout=self.settings.timeout,
+                **kwargs,
+            ),
+            "search",
+        )
+
+
+def _plain_row(row: dict[str, Any]) -> dict[str, Any]:
+    vector = row["vector"]
+    if isinstance(vector, np.ndarray):
+        row = dict(row)
+        row["vector"] = vector.astype(np.float32, copy=False).tolist()
+    return row

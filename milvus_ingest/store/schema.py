@@ -1,0 +1,165 @@
+"""The row layout and the metadata record of a collection: the one place they are written out.
+
+Every row the pipeline writes is built by ``chunk_row``; every field a search may return is named
+in ``SCALAR_FIELDS``; what a collection was built with is a ``CollectionMeta`` stored as a
+collection property.  This module must never talk to Milvus (``milvus.py`` does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from milvus_ingest.errors import StoreError
+
+#: Version of the row layout below; bump when fields change.
+SCHEMA_VERSION = 1
+META_PROPERTY = "flows.meta"
+ID_MAX_BYTES = 64
+HASH_MAX_BYTES = 80
+
+#: Fields every row has, in the order the collection declares them.
+SCALAR_FIELDS = ("text", "source", "chunk_index", "start_char", "end_char", "source_hash", "n_chunks")
+#: Index types each backend can build (NOTES: Lite rejects the rest; DISKANN hangs on 2.3).
+LITE_INDEX_TYPES = {"FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW", "AUTOINDEX"}
+SERVER_23_INDEX_TYPES = LITE_INDEX_TYPES | {"IVF_PQ"}
+SERVER_INDEX_TYPES = SERVER_23_INDEX_TYPES | {"DISKANN", "SCANN"}
+
+
+@dataclass(frozen=True)
+class CollectionMeta:
+    """What a collection was built with; a writer or searcher with other values is refused."""
+
+    model: str
+    dim: int
+    doc_instruction: str
+    query_instruction: str
+    metric_type: str
+    text_max_bytes: int
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: str) -> CollectionMeta:
+        data = json.loads(raw)
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass
+class SourceState:
+    """What the collection holds for one source, read back at the start of a run."""
+
+    ids: set[str] = field(default_factory=set)
+    hashes: set[str] = field(default_factory=set)
+    #: ``n_chunks`` recorded on the row of chunk 0: the commit mark of a complete version.
+    committed_chunks: int = 0
+
+    def is_complete(self, source_hash: str) -> bool:
+        """True when exactly one whole version with this hash is stored, nothing else."""
+        return (
+            self.hashes == {source_hash}
+            and self.committed_chunks > 0
+            and len(self.ids) == self.committed_chunks
+        )
+
+
+_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def escape_string(value: str) -> str:
+    """A Milvus filter string literal that matches exactly ``value``.
+
+    Backslash, double quote, newline, carriage return and tab are escaped; everything else
+    (quotes ``'``, non-ASCII, emoji) passes as UTF-8.  Checked on Milvus Lite 3.2 and Milvus
+    2.3.5; ``json.dumps`` is *not* equivalent (its ``\\uXXXX`` escapes fail on both).
+    """
+    return '"' + value.translate(_ESCAPES) + '"'
+
+
+def row_bytes(row: dict[str, Any]) -> int:
+    """An upper estimate of one row's size on the wire (vector, strings and fixed fields)."""
+    size = 64
+    for value in row.values():
+        if isinstance(value, str):
+            size += len(value.encode("utf-8")) + 8
+        elif isinstance(value, np.ndarray):
+            size += value.nbytes + 16
+        elif isinstance(value, (list, tuple)):
+            size += 8 * len(value) + 16
+        else:
+            size += 16
+    return size
+
+
+def plan_write_batches(rows: Sequence[dict[str, Any]], max_rows: int, max_bytes: int) -> list[list[dict[str, Any]]]:
+    """Split rows into requests bounded by a row count *and* a byte size.
+
+    A single row larger than ``max_bytes`` cannot be sent at all: that is a bug upstream (the
+    chunker bounds text bytes), so it is refused loudly rather than sent to fail in gRPC.
+    """
+    batches: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for row in rows:
+        n = row_bytes(row)
+        if n > max_bytes:
+            raise StoreError(f"a row of {n} bytes exceeds milvus.write_batch_bytes={max_bytes}")
+        if current and (len(current) >= max_rows or size + n > max_bytes):
+            batches.append(current)
+            current, size = [], 0
+        current.append(row)
+        size += n
+    if current:
+        batches.append(current)
+    return batches
+
+
+
+
+def chunk_row(source: str, index: int, chunk: Any, vector: np.ndarray, source_hash: str, n_chunks: int) -> dict[str, Any]:
+    """The row of chunk ``index`` of ``source``; ``n_chunks`` > 0 only on a committed chunk 0."""
+    return {
+        "id": chunk_id(source, index),
+        "vector": vector,
+        "text": chunk.text,
+        "source": source,
+        "chunk_index": index,
+        "start_char": chunk.start,
+        "end_char": chunk.end,
+        "source_hash": source_hash,
+        "n_chunks": n_chunks,
+    }
+
+
+def chunk_id(source: str, index: int) -> str:
+    """Primary key of chunk ``index`` of ``source``: the same on every run, on every machine."""
+    return hashlib.blake2b(f"{source}\x00{index}".encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def meta_problems(stored: CollectionMeta, wanted: CollectionMeta, for_writing: bool) -> list[str]:
+    """What differs between a collection's record and what a caller would use it with.
+
+    A reader needs only the same model and dimension; a writer also the same document
+    instruction, metric and text limit, or its rows would not be comparable with the stored ones.
+    """
+    problems = []
+    if stored.dim != wanted.dim:
+        problems.append(f"dim {stored.dim} vs the model's {wanted.dim}")
+    if stored.model != wanted.model:
+        problems.append(f"model {stored.model!r} vs {wanted.model!r}")
+    if for_writing and stored.doc_instruction != wanted.doc_instruction:
+        problems.append(f"doc instruction {stored.doc_instruction!r} vs {wanted.doc_instruction!r}")
+    if for_writing and stored.metric_type != wanted.metric_type:
+        problems.append(f"metric {stored.metric_type} vs {wanted.metric_type}")
+    if for_writing and stored.text_max_bytes != wanted.text_max_bytes:
+        problems.append(f"text_max_bytes {stored.text_max_bytes} vs {wanted.text_max_bytes}")
+    if stored.schema_version != SCHEMA_VERSION:
+        problems.append(f"schema version {stored.schema_version} vs {SCHEMA_VERSION}")
+    return problems

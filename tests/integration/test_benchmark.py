@@ -1,0 +1,113 @@
+"""Smoke tests of the benchmarks: they run end to end on a tiny corpus with the tiny T5 model.
+
+Figures are not checked (a shared 2-core box makes them noise at this size); what is checked is
+that every phase runs, measures the same chunks, and reports consistent counts, so a change in
+the pipeline, the store or the peers' APIs that breaks the benchmark fails here.  The Prefect
+flow phase (it starts a Prefect server) and the 200 MB memory run are left to the real runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmarks.corpus import generate_corpus
+from benchmarks.padding import padding_report, padding_reports
+from tests.support.corpus import T5_MODEL
+
+
+def tiny_config(path: Path) -> Path:
+    path.write_text(yaml.safe_dump({
+        "milvus": {"uri": "./unused.db", "collection": "bench", "index_type": "HNSW"},
+        "model": {"name": str(T5_MODEL), "batch_size": 16, "device": "cpu", "threads": 1},
+        "chunking": {"chunk_tokens": 48, "overlap_tokens": 8},
+    }), encoding="utf-8")
+    return path
+
+
+def test_padding_policies_on_known_counts():
+    # One long chunk among short ones: arrival order pads every short one in its batch to 100.
+    counts = [100, 10, 10, 10, 90, 10, 10, 10]
+    chars = [c * 5 for c in counts]
+    arrival = padding_report("arrival", counts, chars, batch_size=4, window=None)
+    assert arrival.slots == 4 * 100 + 4 * 90
+    assert arrival.tokens == sum(counts)
+    whole = padding_report("whole", counts, chars, batch_size=4, window=0)
+    assert whole.slots == 4 * 100 + 4 * 10  # batches [100, 90, 10, 10] and [10, 10, 10, 10]
+    windowed = padding_report("window", counts, chars, batch_size=4, window=4)
+    assert windowed.slots == arrival.slots  # a window of one batch sorts nothing useful
+    assert 0 < whole.waste < windowed.waste
+    assert [r.policy for r in padding_reports(counts, chars, 4, 8)][1].startswith("sorted windows of 8")
+
+
+def test_generated_corpus_is_deterministic_and_sized(tmp_path):
+    a = generate_corpus(tmp_path / "a", 30_000)
+    b = generate_corpus(tmp_path / "b", 30_000)
+    assert [p.name for p in a] == [p.name for p in b] and len(a) > 1
+    assert all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b))
+    total = sum(p.stat().st_size for p in a)
+    assert 30_000 <= total < 30_000 + 1_000
+    assert generate_corpus(tmp_path / "c", 30_000, seed=8)[0].read_bytes() != a[0].read_bytes()
+
+
+def test_ingest_benchmark_end_to_end(tmp_path, capsys):
+    from benchmarks import ingest
+
+    out = tmp_path / "bench.json"
+    code = ingest.main([
+        "--config", str(tiny_config(tmp_path / "tiny.yaml")), "--size-mb", "0.02", "--no-flow",
+        "--sync-writer", "--precision-sample", "4", "--json", str(out),
+    ])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "ceiling: encode_array" in printed and "ingest: run_ingest" in printed
+    data = json.loads(out.read_text())
+    chunks = data["corpus"]["chunks"]
+    assert chunks > 50
+    rows = {r["name"]: r for r in data["results"]}
+    for name in ("ceiling: encode_array, one call", "ingest: run_ingest", "ingest, writes not overlapped",
+                 "bare loop: ST encode + insert"):
+        assert rows[name]["chunks"] == chunks, name
+        assert rows[name]["seconds"] > 0 and rows[name]["vs_ceiling"] > 0
+    assert rows["ingest: run_ingest"]["rows"] == chunks  # every chunk is in Milvus
+    assert rows["bare loop: ST encode + insert"]["rows"] == chunks
+    for name in ("re-run, unchanged (in process)", "re-run, unchanged (CLI process)"):
+        assert rows[name]["chunks"] == 0 and rows[name]["unchanged_files"] == data["corpus"]["files"], name
+    assert rows["re-run, unchanged (in process)"]["model_loaded"] is False
+    if "langchain-milvus from_documents" in rows:
+        assert rows["langchain-milvus from_documents"]["rows"] == chunks
+    else:
+        assert any("langchain-milvus peer skipped" in n for n in data["notes"])
+    assert data["summary"]["ingest_vs_ceiling"] and data["summary"]["rerun_speedup"] > 1
+    padding = [p["padding_waste"] for p in data["padding"]]
+    assert 0 <= padding[2] <= padding[0] and 0 <= padding[1] <= padding[0]
+    assert [p["precision"] for p in data["precision"]] == ["fp32", "bf16", "fp16"]
+    assert all(p["cosine_min"] > 0.99 for p in data["precision"] if "cosine_min" in p)
+
+
+def test_gpu_script_runs_tiny_on_cpu():
+    from benchmarks import gpu
+
+    result = gpu.run(gpu.parse_args(["--tiny", "--device", "cpu", "--texts", "8", "--batch-sizes", "4",
+                                     "--precisions", "fp32,bf16"]))
+    rows = result["results"]
+    assert [r["precision"] for r in rows] == ["fp32", "bf16"]
+    for r in rows:
+        assert r["encode_array_tokens_per_s"] > 0 and r["forward_tflops"] > 0 and r["nan_rows"] == 0
+    assert rows[1]["cosine_vs_fp32_min"] > 0.99
+    # The full shape is instructor-xl's: 1.24 B parameters (the T5-3B encoder + 1024→768 Dense).
+    assert gpu.INSTRUCTOR_XL.parameters() == pytest.approx(1.24e9, rel=0.01)
+
+
+def test_memory_benchmark_child_process(tmp_path, capsys):
+    from benchmarks import memory
+
+    out = tmp_path / "memory.json"
+    assert memory.main(["--sizes", "0.05", "--backend", "inprocess", "--json", str(out)]) == 0
+    run = json.loads(out.read_text())["runs"][0]
+    assert run["chunks"] > 10 and run["rows"] == run["chunks"]
+    assert run["ingest_peak_rss_mib"] > 50 and run["encoder"] == "stub"
+    assert "ingest peak RSS" in capsys.readouterr().out

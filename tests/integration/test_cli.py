@@ -1,0 +1,71 @@
+"""The ingest command line as a user runs it: exit codes, one-line errors, the summary."""
+
+from __future__ import annotations
+
+import json
+
+from tests.support.cli_support import run_module, write_config
+from tests.support.corpus import sample_corpus, write_corpus
+
+
+def _one_line_error(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_ingest_through_the_prefect_flow_prints_a_summary(tmp_path):
+    corpus = sample_corpus(tmp_path / "corpus")
+    config = write_config(tmp_path / "c.yaml", str(tmp_path / "milvus.db"))
+    result = run_module("flows.ingest", str(corpus), "--config", str(config), "--json",
+                        PREFECT_HOME=str(tmp_path / "prefect"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["new"] == 5 and summary["skipped"] == 0
+    assert summary["rows_in_collection"] == summary["chunks"] > 0
+    assert "Traceback" not in result.stderr
+
+
+def test_exit_codes_without_prefect(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", {"good.md": "Good text.", "also.txt": "More good text."})
+    config = write_config(tmp_path / "c.yaml", str(tmp_path / "milvus.db"))
+    ok = run_module("flows.ingest", str(corpus), "--config", str(config), "--no-flow")
+    assert ok.returncode == 0, ok.stderr
+    assert "files read" in ok.stdout and "rows now" in ok.stdout
+
+    (corpus / "bad.txt").write_bytes(b"\xff\xfe\x00\x00binary")
+    some_skipped = run_module("flows.ingest", str(corpus), "--config", str(config), "--no-flow")
+    assert some_skipped.returncode == 1, some_skipped.stderr
+    assert "bad.txt" in some_skipped.stdout
+
+    missing = run_module("flows.ingest", str(tmp_path / "nope"), "--config", str(config), "--no-flow")
+    assert missing.returncode == 2
+    assert "does not exist" in _one_line_error(missing)
+
+    usage = run_module("flows.ingest", "--config", str(config))
+    assert usage.returncode == 2
+
+
+def test_config_and_model_errors_are_one_line(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", {"a.txt": "text"})
+    bad_key = tmp_path / "bad.yaml"
+    bad_key.write_text("milvus:\n  urii: ./x.db\n")
+    result = run_module("flows.ingest", str(corpus), "--config", str(bad_key), "--no-flow")
+    assert result.returncode == 2 and "milvus.urii" in _one_line_error(result)
+
+    too_big = write_config(tmp_path / "big.yaml", str(tmp_path / "m.db"), chunking={"chunk_tokens": 600, "overlap_tokens": 8})
+    result = run_module("flows.ingest", str(corpus), "--config", str(too_big), "--no-flow")
+    assert result.returncode == 2 and "chunk_tokens=600" in _one_line_error(result)
+
+    config = write_config(tmp_path / "c.yaml", str(tmp_path / "m2.db"))
+    result = run_module("flows.ingest", str(corpus), "--config", str(config), "--no-flow", "--model", "hkunlp/instructor-xl")
+    assert result.returncode == 2 and "local model folder" in _one_line_error(result)
+
+    result = run_module("flows.ingest", str(corpus), "--config", str(config), "--no-flow", "--uri", "http://127.0.0.1:9")
+    line = _one_line_error(result)
+    assert result.returncode == 2 and "127.0.0.1:9" in line
+
+    result = run_module("flows.ingest", str(corpus), "--config", str(config), "--no-flow", "--shard", "3/2")
+    assert result.returncode == 2 and "--shard" in _one_line_error(result)

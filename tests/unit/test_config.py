@@ -1,0 +1,60 @@
+"""Config validation: unknown keys and bad values are refused with their key path."""
+
+from __future__ import annotations
+
+import pytest
+
+from milvus_ingest.config import load_settings, settings_from_dict
+from milvus_ingest.errors import ConfigError
+from tests.support.corpus import REPO
+
+
+def test_shipped_configs_validate(monkeypatch):
+    monkeypatch.delenv("MILVUS_URI", raising=False)
+    default = load_settings(REPO / "config" / "default.yaml")
+    assert default.model.name == "hkunlp/instructor-xl"
+    assert default.model.doc_instruction == "Represent the document for retrieval:"
+    assert default.milvus.uri == "./milvus.db" and default.milvus.is_lite
+    local = load_settings(REPO / "config" / "local.yaml")
+    assert local.model.name.startswith("package://")
+
+
+@pytest.mark.parametrize(
+    "data,expected",
+    [
+        ({"milvus": {"urii": "x"}}, "unknown key 'milvus.urii'"),
+        ({"modle": {}}, "unknown key 'modle'"),
+        ({"milvus": {"index_type": "BTREE"}}, "milvus.index_type"),
+        ({"milvus": {"collection": "bad-name"}}, "milvus.collection"),
+        ({"milvus": {"write_batch_bytes": 100 * 1024 * 1024}}, "milvus.write_batch_bytes"),
+        ({"chunking": {"chunk_tokens": 64, "overlap_tokens": 64}}, "overlap_tokens"),
+        ({"model": {"device": "gpu"}}, "model.device"),
+        ({"model": {"batch_size": 0}}, "model.batch_size"),
+    ],
+)
+def test_bad_keys_and_values_name_the_key(data, expected):
+    with pytest.raises(ConfigError) as err:
+        settings_from_dict(data, origin="test.yaml")
+    assert expected in str(err.value) and "test.yaml" in str(err.value)
+
+
+def test_env_overrides_uri_and_token_and_token_stays_out_of_repr(monkeypatch):
+    monkeypatch.setenv("MILVUS_URI", "http://milvus.example:19530")
+    monkeypatch.setenv("MILVUS_TOKEN", "root:s3cret")
+    settings = settings_from_dict({"milvus": {"uri": "./x.db"}})
+    assert settings.milvus.uri == "http://milvus.example:19530" and not settings.milvus.is_lite
+    assert settings.milvus.token == "root:s3cret"
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings)
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("milvus: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just a string\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_settings(scalar)

