@@ -418,7 +418,11 @@ SETS = {
             "permission notice are preserved on all copies. Permission is granted to copy and "
             "distribute modified versions of this document under the conditions for verbatim "
             "copying, provided that the entire resulting derived work is distributed under the terms "
-            'of a permission notice identical to this one." (from /usr/share/doc/debian-faq/copyright; '
+            "of a permission notice identical to this one. Permission is granted to copy and distribute "
+            "translations of this document into another language, under the above conditions for "
+            "modified versions, except that this permission notice may be included in translations "
+            'approved by the Free Software Foundation instead of in the original English." (the whole '
+            "notice, from /usr/share/doc/debian-faq/copyright; "
             "Debian main, DFSG-free). This set is a modified (excerpted, re-segmented) version and is "
             "distributed under the same notice. Debian Reference: copyright 2007-2013 Osamu Aoki, GPL-2+ "
             "(/usr/share/doc/debian-reference-common/copyright), Debian main."
