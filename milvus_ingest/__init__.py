@@ -1,0 +1,1 @@
+"""Ingest documents into Milvus: readers, chunking, embedding and the store, as a library."""
