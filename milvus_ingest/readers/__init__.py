@@ -27,8 +27,15 @@ from milvus_ingest.readers.rst import open_rst
 from milvus_ingest.readers.text import UndecodableError, open_text
 
 __all__ = [
-    "Block", "Document", "FORMATS", "ReaderLimits", "SUFFIXES", "UndecodableError", "UnreadableDocument",
-    "detect_format", "open_document",
+    "FORMATS",
+    "SUFFIXES",
+    "Block",
+    "Document",
+    "ReaderLimits",
+    "UndecodableError",
+    "UnreadableDocument",
+    "detect_format",
+    "open_document",
 ]
 
 READERS: dict[str, Callable[[Path, ReaderLimits], Document]] = {
@@ -45,6 +52,7 @@ SUFFIXES: dict[str, str] = {
     ".md": "markdown", ".markdown": "markdown", ".rst": "rst", ".rst.txt": "rst", ".html": "html",
     ".htm": "html", ".pdf": "pdf", ".docx": "docx", ".txt": "text",
 }
+DEFAULT_LIMITS = ReaderLimits()
 #: Bytes sniffed from the start of a file to check its content against its format.
 SNIFF_BYTES = 8192
 
@@ -60,7 +68,7 @@ def detect_format(path: str | Path, suffix_map: dict[str, str] | None = None) ->
     return mapping[max(matches, key=len)] if matches else "text"
 
 
-def open_document(path: Path, fmt: str, *, limits: ReaderLimits = ReaderLimits()) -> Document:
+def open_document(path: Path, fmt: str, *, limits: ReaderLimits = DEFAULT_LIMITS) -> Document:
     """Open ``path`` as ``fmt`` (one of ``FORMATS``); raises ``UnreadableDocument`` with a one-line reason."""
     if fmt not in READERS:
         raise ValueError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")

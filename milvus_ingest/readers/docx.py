@@ -36,7 +36,7 @@ def open_docx(path: Path, limits: ReaderLimits) -> Document:
     vet_zip(path, limits)
     try:
         document = docx.Document(str(path))
-    except Exception as exc:  # noqa: BLE001 - python-docx/lxml/zipfile raise many types on bad input
+    except Exception as exc:
         raise UnreadableDocument(f"corrupt DOCX ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from exc
     title = (document.core_properties.title or "").strip()
     if not title:

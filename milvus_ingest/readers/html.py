@@ -28,11 +28,10 @@ DROPPED_TAGS = (
 )
 BOILERPLATE = re.compile(r"cookie|consent|banner|gdpr", re.IGNORECASE)
 BLOCK_TAGS = frozenset(
-    "address article blockquote center dd details div dl dt fieldset figcaption figure hr html body li main "
-    "p section summary".split()
+    ["address", "article", "blockquote", "center", "dd", "details", "div", "dl", "dt", "fieldset", "figcaption", "figure", "hr", "html", "body", "li", "main", "p", "section", "summary"]
 )
 HEADINGS = {f"h{n}": n for n in range(1, 7)}
-_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([-\w.:]+)|<\?xml[^>]+encoding\s*=\s*["']([-\w.:]+)""", re.I)
+_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([-\w.:]+)|<\?xml[^>]+encoding\s*=\s*["']([-\w.:]+)""", re.IGNORECASE)
 _SKIPPED_STRINGS = (Comment, Declaration, Doctype, ProcessingInstruction)
 _BR = "\x00"  # stands for <br> inside a paragraph until its whitespace is collapsed
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from pypdf import PdfReader
 from pypdf.constants import UserAccessPermissions
 
-from milvus_ingest.readers.base import Block, Budget, Document, ReaderLimits, UnreadableDocument, metered, SEPARATOR
+from milvus_ingest.readers.base import SEPARATOR, Block, Budget, Document, ReaderLimits, UnreadableDocument, metered
 
 NO_TEXT = "no text layer (scanned PDF; needs OCR)"
 #: How far from the end the ``%%EOF`` marker of a complete file is looked for.
@@ -44,7 +44,7 @@ def open_pdf(path: Path, limits: ReaderLimits) -> Document:
         title = "" if title.lower() == "untitled" else title  # a generator's placeholder (reportlab's)
     except UnreadableDocument:
         raise
-    except Exception as exc:  # noqa: BLE001 - pypdf raises many types on bad input; each is this file's failure
+    except Exception as exc:
         raise UnreadableDocument(f"corrupt PDF ({_cause(exc)})") from exc
     first = 0
     first_text = ""
@@ -73,7 +73,7 @@ def _decrypt(reader: PdfReader) -> None:
         return
     try:
         opened = reader.decrypt("")
-    except Exception as exc:  # noqa: BLE001 - e.g. a cipher that needs the cryptography package
+    except Exception as exc:
         raise UnreadableDocument(f"encrypted PDF ({_cause(exc)})") from exc
     if not opened:
         raise UnreadableDocument("encrypted PDF")
@@ -93,7 +93,7 @@ def _blocks(reader: PdfReader, first: int, first_text: str, count: int) -> Itera
 def _page_text(reader: PdfReader, index: int) -> str:
     try:
         return reader.pages[index].extract_text().strip()
-    except Exception as exc:  # noqa: BLE001 - pypdf raises many types on bad input; each is this file's failure
+    except Exception as exc:
         raise UnreadableDocument(f"corrupt PDF (page {index + 1}: {_cause(exc)})") from exc
 
 

@@ -84,9 +84,9 @@ def _title(window: deque[str], after_break: bool) -> tuple[str, tuple[str, bool]
     over = _adornment(first)
     if over is not None and len(window) >= 3:
         title, under = second.strip(), window[2].rstrip()
-        if title and _adornment(under) == over and len(under) == len(first.rstrip()) >= len(title):
-            if _adornment(second) is None:
-                return title, (over, True), 3
+        matching = _adornment(under) == over and len(under) == len(first.rstrip()) >= len(title)
+        if title and matching and _adornment(second) is None:
+            return title, (over, True), 3
     if over is None and first.strip() and not first[0].isspace():
         under = _adornment(second)
         if under is not None and len(second.rstrip()) >= len(first.rstrip()):

@@ -84,9 +84,9 @@ def iter_lines(path: Path) -> Iterator[str]:
         lines = (carry + text).split("\n")
         carry = lines.pop()
         for line in lines:
-            yield line[:-1] if line.endswith("\r") else line
+            yield line.removesuffix("\r")
     if carry:
-        yield carry[:-1] if carry.endswith("\r") else carry
+        yield carry.removesuffix("\r")
 
 
 def open_text(path: Path, limits: ReaderLimits) -> Document:

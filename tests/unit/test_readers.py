@@ -15,7 +15,12 @@ from pathlib import Path
 import pytest
 
 from milvus_ingest.readers import (
-    Block, ReaderLimits, UndecodableError, UnreadableDocument, detect_format, open_document,
+    Block,
+    ReaderLimits,
+    UndecodableError,
+    UnreadableDocument,
+    detect_format,
+    open_document,
 )
 from milvus_ingest.readers.base import BLOCK_CHARS
 
@@ -215,8 +220,8 @@ def test_markdown_rule_on_first_line_is_not_front_matter(tmp_path):
 
 def test_markdown_headings_agree_with_markdown_it(tmp_path):
     markdown_it = pytest.importorskip("markdown_it")
-    from milvus_ingest.readers.markdown import parse_markdown
     from milvus_ingest.readers.base import Heading
+    from milvus_ingest.readers.markdown import parse_markdown
 
     source = MARKDOWN.split("---\n", 2)[2] + (
         "\n<!--\n# in a comment\n-->\n\n<div>\n# in html\n</div>\n\n> # quoted\n\nSetext\ntwo lines\n---\n"
