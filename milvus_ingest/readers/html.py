@@ -2,7 +2,9 @@
 
 The text comes from ``<main>`` (else a lone ``<article>``, else ``<body>``), without navigation,
 page headers and footers, sidebars, scripts, styles, forms, hidden elements and cookie/consent
-banners (an element whose id, class, role or aria-label mentions cookie, consent, banner or gdpr).
+banners (an element whose id, class, role or aria-label mentions cookie, consent, banner or gdpr),
+elements with a landmark role of those (navigation, banner, contentinfo, complementary, search)
+and elements whose class or id is a navigation token (nav, navbar, navheader, header, footer, menu, breadcrumb, sidebar..).
 A ``<header>`` inside an ``<article>`` is kept: it holds the article's own heading.  Tables keep
 their cells (" | " between cells, a line per row) and lists their items ("- " or "1. ").
 Bytes are decoded by BOM, else the declared charset (``<meta charset>``, http-equiv, XML
@@ -14,10 +16,11 @@ from __future__ import annotations
 
 import codecs
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from bs4 import BeautifulSoup, NavigableString, Tag
+from bs4 import BeautifulSoup, NavigableString, Tag, XMLParsedAsHTMLWarning
 from bs4.element import Comment, Declaration, Doctype, ProcessingInstruction
 
 from milvus_ingest.readers.base import Budget, Document, Heading, ReaderLimits, UnreadableDocument, assemble, metered
@@ -27,6 +30,13 @@ DROPPED_TAGS = (
     "input", "textarea", "iframe", "object", "embed", "svg", "canvas", "dialog",
 )
 BOILERPLATE = re.compile(r"cookie|consent|banner|gdpr", re.IGNORECASE)
+#: ARIA landmark roles of the dropped tags (``<div role="navigation">`` is a ``<nav>``).
+BOILERPLATE_ROLES = frozenset({"navigation", "banner", "contentinfo", "complementary", "search"})
+#: Whole class or id tokens of navigation blocks (DocBook's navheader/navfooter, texinfo's header).
+NAVIGATION_TOKEN = re.compile(
+    r"(?:nav(?:bar|header|footer|igation)?|(?:site-?)?(?:header|footer)|menu|breadcrumbs?|sidebar|skip-?link)",
+    re.IGNORECASE,
+)
 BLOCK_TAGS = frozenset(
     ["address", "article", "blockquote", "center", "dd", "details", "div", "dl", "dt", "fieldset", "figcaption", "figure", "hr", "html", "body", "li", "main", "p", "section", "summary"]
 )
@@ -40,7 +50,9 @@ def open_html(path: Path, limits: ReaderLimits) -> Document:
     """Parse the page now (lxml); its blocks are built as they are iterated."""
     budget = Budget(limits.max_seconds)
     budget.resume()
-    soup = BeautifulSoup(decode_html(path.read_bytes()), "lxml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML is read as HTML on purpose
+        soup = BeautifulSoup(decode_html(path.read_bytes()), "lxml")
     title = _collapse(soup.title.get_text(" ")) if soup.title else ""
     _drop_boilerplate(soup)
     root = _content_root(soup)
@@ -93,9 +105,13 @@ def _is_boilerplate(tag: Tag) -> bool:
         return True
     if re.search(r"display\s*:\s*none", str(attrs.get("style", ""))):
         return True
+    if str(attrs.get("role", "")).lower() in BOILERPLATE_ROLES:
+        return True
     classes = attrs.get("class", [])
-    labels = [attrs.get("id", ""), " ".join(classes) if isinstance(classes, list) else classes,
-              attrs.get("role", ""), attrs.get("aria-label", "")]
+    tokens = [str(attrs.get("id", "")), *(classes if isinstance(classes, list) else str(classes).split())]
+    if any(NAVIGATION_TOKEN.fullmatch(token) for token in tokens):
+        return True
+    labels = [*tokens, attrs.get("role", ""), attrs.get("aria-label", "")]
     return any(BOILERPLATE.search(str(label)) for label in labels if label)
 
 

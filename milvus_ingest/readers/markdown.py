@@ -7,7 +7,8 @@ comments are not headings, and that ``---`` under a list item or quote is a rule
 underline.  Front matter (``---`` on the first line, closed by ``---`` or ``...``) is parsed with
 ``yaml.safe_load``; when it is not valid YAML (or not a mapping) the reader goes on with empty
 metadata and the front matter is still left out of the text.  This module must never render
-Markdown, execute anything in it, or index front matter.
+Markdown, execute anything in it, or index front matter.  Heading text (in section paths and the
+title) loses its inline markup; in the block text the heading line is that plain text too.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ _HTML_BLOCK = re.compile(
     r"(?:[\s/>]|$))",
     re.IGNORECASE,
 )
+_IMAGE_OR_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_EMPHASIS = re.compile(r"(?<![\w\\])([*_]{1,3}|`+)(\S(?:.*?\S)?)\1(?!\w)")
 _HTML_RAW = re.compile(r" {0,3}<(script|pre|style|textarea)(?:[\s>]|$)", re.IGNORECASE)
 
 
@@ -142,7 +145,7 @@ def parse_markdown(lines: Iterator[str]) -> Iterator[str | Heading]:
         if paragraph and not blank:
             underline = _SETEXT.match(line)
             if underline and setext_ok:
-                yield Heading(1 if underline.group(1)[0] == "=" else 2, " ".join(p.strip() for p in paragraph))
+                yield Heading(1 if underline.group(1)[0] == "=" else 2, plain_heading(" ".join(paragraph)))
                 paragraph, setext_ok = [], False
                 continue
             if not _interrupts(line):
@@ -160,7 +163,7 @@ def parse_markdown(lines: Iterator[str]) -> Iterator[str | Heading]:
         atx = _ATX.match(line)
         opening = _FENCE.match(line)
         if atx:
-            yield Heading(len(atx.group(1)), (atx.group(2) or "").strip())
+            yield Heading(len(atx.group(1)), plain_heading(atx.group(2) or ""))
         elif opening and not (opening.group(2)[0] == "`" and "`" in opening.group(3)):
             fence = (opening.group(2)[0], len(opening.group(2)))
             yield line
@@ -180,6 +183,15 @@ def parse_markdown(lines: Iterator[str]) -> Iterator[str | Heading]:
         else:
             paragraph, setext_ok = [line], not _NOT_PARAGRAPH_START.match(line)
     yield from paragraph
+
+
+def plain_heading(text: str) -> str:
+    """Heading text without inline markup: links and images become their text, emphasis and code
+    lose their markers (section paths and titles are read by people and stored as metadata)."""
+    text = _IMAGE_OR_LINK.sub(r"\1", text)
+    for _ in range(3):  # nested emphasis, e.g. **`code`**
+        text = _EMPHASIS.sub(r"\2", text)
+    return " ".join(text.split())
 
 
 def _interrupts(line: str) -> bool:

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import tracemalloc
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -236,6 +237,14 @@ def test_markdown_headings_agree_with_markdown_it(tmp_path):
     assert got == expected
 
 
+def test_markdown_heading_markup_is_dropped_from_sections(tmp_path):
+    path = tmp_path / "readme.md"
+    path.write_text("# ![logo](logo.png) The **Fast** `lib`\n\nIntro.\n\n## See [the docs](https://x.test/d) for snake_case_names\n\nMore.\n")
+    title, _, blocks = read(path)
+    assert title == "logo The Fast lib"
+    assert [b.section for b in blocks] == [("logo The Fast lib",), ("logo The Fast lib", "See the docs for snake_case_names")]
+
+
 def test_markdown_long_section_is_cut_in_blocks_that_stay_in_section(tmp_path):
     path = tmp_path / "long.md"
     paragraph = "word " * 200 + "\n\n"
@@ -327,6 +336,10 @@ HTML = """<!DOCTYPE html>
 <div id="cookie-consent">COOKIETEXT <button>Accept</button></div>
 <div class="gdpr-notice">GDPRTEXT</div>
 <aside>ASIDETEXT</aside>
+<div class="navheader"><table><tr><td>PREVTEXT</td></tr></table></div>
+<div class="header">Next: TEXINFONAVTEXT</div>
+<div role="navigation">ROLENAVTEXT</div>
+<div class="content-header-image-banner">BANNERTEXT</div>
 <main>
   <h1>Welcome</h1>
   <p>Intro about caf\xe9 culture.</p>
@@ -352,7 +365,7 @@ def test_html_main_content_sections_tables_lists(tmp_path):
     assert title == "Café Guide"
     text = text_of(blocks)
     for boilerplate in ("HEADER", "NAV", "COOKIE", "GDPR", "ASIDE", "STYLE", "SCRIPT", "FORM", "NOSCRIPT",
-                        "HIDDEN", "FOOTER", "Accept"):
+                        "HIDDEN", "FOOTER", "Accept", "PREV", "TEXINFONAV", "ROLENAV", "BANNER"):
         assert boilerplate not in text
     sections = by_section(blocks)
     assert list(sections) == [("Welcome",), ("Welcome", "Tables"), ("Welcome", "Tables", "Deeper"), ("Welcome", "Lists")]
@@ -368,6 +381,17 @@ def test_html_title_from_h1_body_without_main_and_utf8_default(tmp_path):
     title, _, blocks = read(path)
     assert title == "Só UTF-8"
     assert "a" in text_of(blocks) and "b" in text_of(blocks)  # two articles: the body is the content
+
+
+def test_xhtml_is_read_without_warnings(tmp_path):
+    path = tmp_path / "page.html"
+    path.write_text('<?xml version="1.0" encoding="UTF-8"?>\n<html xmlns="http://www.w3.org/1999/xhtml"><head><title>X</title>'
+                    "</head><body><p>xhtml text</p></body></html>")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, _, blocks = read(path)
+    assert text_of(blocks) == "xhtml text\n\n"
+    assert caught == []
 
 
 def test_html_without_main_text_is_refused(tmp_path):
