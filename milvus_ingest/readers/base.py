@@ -105,7 +105,7 @@ def metered(blocks: Iterator[Block], budget: Budget, empty_reason: str) -> Itera
             budget.pause()
         if block is None:
             break
-        seen_text = seen_text or bool(block.text.strip())
+        seen_text = seen_text or (bool(block.text) and not block.text.isspace())
         yield block
     if not seen_text:
         raise UnreadableDocument(empty_reason)

@@ -8,7 +8,8 @@ and elements whose class or id is a navigation token (nav, navbar, navheader, he
 A ``<header>`` inside an ``<article>`` is kept: it holds the article's own heading.  Tables keep
 their cells (" | " between cells, a line per row) and lists their items ("- " or "1. ").
 Bytes are decoded by BOM, else the declared charset (``<meta charset>``, http-equiv, XML
-declaration), else UTF-8, else windows-1252 (the HTML standard's fallback).  This module must never
+declaration), else UTF-8, else windows-1252 (the HTML standard's fallback); bytes the chosen
+encoding cannot decode become U+FFFD rather than failing the page.  This module must never
 fetch anything a page refers to, run its scripts, or index boilerplate.
 """
 

@@ -1,6 +1,6 @@
 """PDF: the text layer of each page with pypdf, streamed page by page (pages numbered from 1).
 
-The title is the metadata /Title (unless it is the placeholder "untitled"), else the first heading-like line of the first page with text.
+Metadata is ``{"pages": N}``.  The title is the metadata /Title (unless it is the placeholder "untitled"), else the first heading-like line of the first page with text.
 An encrypted PDF is read only when it opens with the empty user password (anyone's viewer would
 open it) and its permissions allow text extraction; otherwise it is refused as "encrypted PDF".
 A PDF with no text on any page is refused as needing OCR; a PDF pypdf cannot parse (or one that

@@ -22,7 +22,8 @@ ADORNMENT_CHARS = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 
 def open_rst(path: Path, limits: ReaderLimits) -> Document:
-    """Find the title with a pass that stops at the first heading; blocks are produced lazily."""
+    """Find the title with a pass that stops at the first heading (a whole pass when there is none:
+    time, not memory); blocks are produced lazily by a second pass."""
     budget = Budget(limits.max_seconds)
     budget.resume()
     title = ""

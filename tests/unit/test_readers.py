@@ -537,6 +537,7 @@ def test_time_budget_ignores_the_consumer(tmp_path, monkeypatch):
 
 def make_docx(path: Path) -> Path:
     import docx
+    from docx.enum.style import WD_STYLE_TYPE
 
     document = docx.Document()
     document.core_properties.title = ""
@@ -551,8 +552,14 @@ def make_docx(path: Path) -> Path:
     document.add_paragraph("After the table.")
     document.add_heading("Section 1.1", level=2)
     document.add_paragraph("Nested text.")
-    document.add_heading("Section 1.2", level=2)
+    custom = document.styles.add_style("Custom Heading", WD_STYLE_TYPE.PARAGRAPH)
+    custom.base_style = document.styles["Heading 2"]
+    document.add_paragraph("Section 1.2", style="Custom Heading")
     document.add_paragraph("Sibling text.")
+    merged = document.add_table(rows=2, cols=3)
+    merged.cell(0, 0).merge(merged.cell(0, 2)).text = "wide cell"
+    for c, value in enumerate(("x", "y", "z")):
+        merged.cell(1, c).text = value
     document.add_heading("Chapter Two", level=1)
     document.add_paragraph("Second chapter.")
     document.save(path)
@@ -568,7 +575,7 @@ def test_docx_sections_and_table_in_reading_order(tmp_path):
     assert sections[("Chapter One",)] == (
         "Chapter One\n\nFirst paragraph.\n\nKey | Value\nspeed | fast\n\nAfter the table.\n\n"
     )
-    assert sections[("Chapter One", "Section 1.2")] == "Section 1.2\n\nSibling text.\n\n"
+    assert sections[("Chapter One", "Section 1.2")] == "Section 1.2\n\nSibling text.\n\nwide cell\nx | y | z\n\n"
     assert all(b.page == 0 for b in blocks)
 
 
