@@ -1,0 +1,111 @@
+"""PDF: the text layer of each page with pypdf, streamed page by page (pages numbered from 1).
+
+Metadata is ``{"pages": N}``.  The title is the metadata /Title (unless it is the placeholder "untitled"), else the first heading-like line of the first page with text.
+An encrypted PDF is read only when it opens with the empty user password (anyone's viewer would
+open it) and its permissions allow text extraction; otherwise it is refused as "encrypted PDF".
+A PDF with no text on any page is refused as needing OCR; a PDF pypdf cannot parse (or one that
+ends without a ``%%EOF`` marker, i.e. truncated) as corrupt, with a short cause.  pypdf's warnings
+are kept off the console (its logger is set to ERROR unless the application configured it).
+This module must never run OCR, keep more than one page's text, or print.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from pypdf import PdfReader
+from pypdf.constants import UserAccessPermissions
+
+from milvus_ingest.readers.base import SEPARATOR, Block, Budget, Document, ReaderLimits, UnreadableDocument, metered
+
+NO_TEXT = "no text layer (scanned PDF; needs OCR)"
+#: How far from the end the ``%%EOF`` marker of a complete file is looked for.
+EOF_WINDOW = 64 << 10
+_TITLE_WORDS = re.compile(r"[^\W\d_]", re.UNICODE)
+
+_pypdf_logger = logging.getLogger("pypdf")
+if _pypdf_logger.level == logging.NOTSET:
+    _pypdf_logger.setLevel(logging.ERROR)
+
+
+def open_pdf(path: Path, limits: ReaderLimits) -> Document:
+    """Open the PDF and extract pages up to the first with text (for the title and the OCR check)."""
+    budget = Budget(limits.max_seconds)
+    budget.resume()
+    _check_complete(path)
+    try:
+        reader = PdfReader(path)
+        _decrypt(reader)
+        count = len(reader.pages)
+        title = str((reader.metadata or {}).get("/Title") or "").strip()
+        title = "" if title.lower() == "untitled" else title  # a generator's placeholder (reportlab's)
+    except UnreadableDocument:
+        raise
+    except Exception as exc:
+        raise UnreadableDocument(f"corrupt PDF ({_cause(exc)})") from exc
+    first = 0
+    first_text = ""
+    while first < count and not first_text:
+        first_text = _page_text(reader, first)
+        first += 1
+        budget.check()
+    if not first_text:
+        raise UnreadableDocument(NO_TEXT)
+    budget.pause()
+    blocks = _blocks(reader, first, first_text, count)
+    return Document("pdf", title or _heading_line(first_text), {"pages": count},
+                    metered(blocks, budget, NO_TEXT))
+
+
+def _check_complete(path: Path) -> None:
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        handle.seek(max(0, handle.tell() - EOF_WINDOW))
+        if b"%%EOF" not in handle.read():
+            raise UnreadableDocument("corrupt PDF (truncated: no %%EOF marker at the end)")
+
+
+def _decrypt(reader: PdfReader) -> None:
+    if not reader.is_encrypted:
+        return
+    try:
+        opened = reader.decrypt("")
+    except Exception as exc:
+        raise UnreadableDocument(f"encrypted PDF ({_cause(exc)})") from exc
+    if not opened:
+        raise UnreadableDocument("encrypted PDF")
+    if UserAccessPermissions.EXTRACT not in reader.user_access_permissions:
+        raise UnreadableDocument("encrypted PDF (text extraction not permitted)")
+
+
+def _blocks(reader: PdfReader, first: int, first_text: str, count: int) -> Iterator[Block]:
+    """The first text page (already extracted), then every later page as it is extracted."""
+    yield Block(first_text + SEPARATOR, (), first)
+    for index in range(first, count):
+        text = _page_text(reader, index)
+        if text:
+            yield Block(text + SEPARATOR, (), index + 1)
+
+
+def _page_text(reader: PdfReader, index: int) -> str:
+    try:
+        return reader.pages[index].extract_text().strip()
+    except Exception as exc:
+        raise UnreadableDocument(f"corrupt PDF (page {index + 1}: {_cause(exc)})") from exc
+
+
+def _cause(exc: Exception) -> str:
+    message = " ".join(str(exc).split())[:120]
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _heading_line(text: str) -> str:
+    """The first short line that has letters and does not end like a sentence."""
+    for line in text.splitlines()[:20]:
+        line = " ".join(line.split())
+        if line and len(line) <= 120 and len(line.split()) <= 15 and _TITLE_WORDS.search(line) and line[-1] not in ".,;:":
+            return line
+    return ""
