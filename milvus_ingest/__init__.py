@@ -1,0 +1,1 @@
+"""Milvus ingestion pipeline as a library: sources, chunking, encoders, store."""

@@ -1,0 +1,1 @@
+"""Text encoders: engine choice per machine and an ONNX Runtime engine for CPUs."""
