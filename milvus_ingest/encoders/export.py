@@ -81,7 +81,7 @@ def _file_digest(path: Path, size: int) -> str:
             digest.update(handle.read())
         else:
             digest.update(handle.read(_SAMPLE_BYTES))
-            handle.seek(size - _SAMPLE_BYTES)
+            handle.seek(max(0, size - _SAMPLE_BYTES))
             digest.update(handle.read(_SAMPLE_BYTES))
     return digest.hexdigest()
 

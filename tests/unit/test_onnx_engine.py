@@ -281,6 +281,7 @@ def test_cpu_features_from_cpuinfo(tmp_path):
 
 def test_fingerprint_of_large_files_follows_size_mtime_and_samples(tmp_path, monkeypatch):
     monkeypatch.setattr(export, "_HASH_WHOLE_BYTES", 1024)
+    monkeypatch.setattr(export, "_SAMPLE_BYTES", 256)
     weights = tmp_path / "weights.bin"
     weights.write_bytes(bytes(8 * 1024))
     first = export.model_fingerprint(tmp_path)
