@@ -15,8 +15,19 @@ from pathlib import Path
 
 #: The flags that matter to the engine choice, as /proc/cpuinfo spells them.
 KNOWN_FLAGS = frozenset(
-    {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16",
-     "amx_bf16", "amx_int8", "amx_tile"}
+    {
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512bw",
+        "avx512vl",
+        "avx512_vnni",
+        "avx_vnni",
+        "avx512_bf16",
+        "amx_bf16",
+        "amx_int8",
+        "amx_tile",
+    }
 )
 _VNNI = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 _BF16 = frozenset({"avx512_bf16", "amx_bf16"})
@@ -78,7 +89,10 @@ def _int8_verdict(quality: dict[str, float] | None) -> tuple[bool, str]:
     if "int8_cosine_min" in quality and "int8_cosine_mean" in quality:
         low, mean = float(quality["int8_cosine_min"]), float(quality["int8_cosine_mean"])
         ok = low >= COSINE_MIN_BOUND and mean >= COSINE_MEAN_BOUND
-        return ok, f"int8 cosine to fp32 min {low:.4f} / mean {mean:.4f} (bounds {COSINE_MIN_BOUND}/{COSINE_MEAN_BOUND})"
+        return (
+            ok,
+            f"int8 cosine to fp32 min {low:.4f} / mean {mean:.4f} (bounds {COSINE_MIN_BOUND}/{COSINE_MEAN_BOUND})",
+        )
     return False, "no int8 quality measurement"
 
 

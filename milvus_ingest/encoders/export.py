@@ -112,7 +112,12 @@ def _tool_versions() -> dict[str, str]:
 def cache_key(layout: ModelLayout, precision: str) -> str:
     """The entry name for this model folder, precision (``fp32`` / ``int8-<scheme>``) and toolset."""
     payload = json.dumps(
-        {"format": FORMAT_VERSION, "model": model_fingerprint(layout.folder), "precision": precision, **_tool_versions()},
+        {
+            "format": FORMAT_VERSION,
+            "model": model_fingerprint(layout.folder),
+            "precision": precision,
+            **_tool_versions(),
+        },
         sort_keys=True,
     )
     return f"{layout.folder.name[:40]}-{precision}-{hashlib.sha256(payload.encode()).hexdigest()[:20]}"
@@ -148,7 +153,7 @@ def open_entry(
         try:
             entry = read_entry(folder)
             return entry, load(entry)
-        except Exception as exc:  # unreadable manifest, missing/truncated file, ONNX Runtime refusal
+        except Exception as exc:  # noqa: BLE001 - bad manifest, missing/truncated file, ORT refusal
             log.warning("cached ONNX export %s is unusable (%s): rebuilding it", folder, exc)
             _discard(folder)
     build_entry(layout, precision, folder, force_external_data)
@@ -186,11 +191,11 @@ def build_entry(layout: ModelLayout, precision: str, folder: Path, force_externa
 def _export(layout: ModelLayout, staging: Path, precision: str, force_external_data: bool) -> dict[str, Any]:
     from milvus_ingest.encoders import torch_export
 
+    scheme = precision.removeprefix("int8-")
+    if precision != "fp32" and scheme not in INT8_SCHEMES:
+        raise ModelError(f"precision {precision!r} is not fp32 or int8-<{'|'.join(INT8_SCHEMES)}>")
     manifest = torch_export.export_model(layout, staging, force_external_data, EXTERNAL_DATA_BYTES)
     if precision != "fp32":
-        scheme = precision.removeprefix("int8-")
-        if scheme not in INT8_SCHEMES:
-            raise ModelError(f"precision {precision!r} is not fp32 or int8-<{'|'.join(INT8_SCHEMES)}>")
         torch_export.quantize(staging, INT8_SCHEMES[scheme], manifest["external_data"])
     manifest.update(format=FORMAT_VERSION, precision=precision, source=str(layout.folder), tools=_tool_versions())
     return manifest

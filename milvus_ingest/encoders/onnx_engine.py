@@ -50,6 +50,9 @@ def _load_dense(entry: export.Entry) -> list[tuple[np.ndarray, np.ndarray | None
 class OnnxEncoder:
     """Encodes texts with one instruction into ``(n, dim)`` float32 L2-normalised rows.
 
+    ``model_path`` is a local sentence-transformers folder (resolve hub ids and ``package://``
+    names first); the first use of a model (per precision) exports it, which needs torch.
+
     ``precision`` is ``fp32`` or ``int8`` (dynamic int8 weights, scheme picked for this CPU);
     ``threads`` is ONNX Runtime's intra-op thread count (0 = its default, every core);
     ``cache_dir`` overrides ``$MILVUS_INGEST_CACHE`` / ~/.cache/milvus_ingest/onnx.

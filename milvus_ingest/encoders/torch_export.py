@@ -41,26 +41,23 @@ def _load_transformer(layout: ModelLayout) -> Any:
         config = AutoConfig.from_pretrained(path)
         cls = T5EncoderModel if config.model_type in _T5_TYPES else AutoModel
         return cls.from_pretrained(path, attn_implementation="eager", dtype="float32").eval()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any loader failure is one ModelError line
         raise ModelError(f"model {layout.folder} could not be loaded for ONNX export: {exc}") from None
 
 
-class _TokenEmbeddings:
-    """Wraps the transformer so the traced graph takes positional ids and returns last_hidden_state."""
+def _token_embeddings(model: Any, input_names: list[str]) -> Any:
+    """``model`` as a module taking positional id tensors and returning last_hidden_state."""
+    import torch
 
-    @staticmethod
-    def build(model: Any, input_names: list[str]) -> Any:
-        import torch
+    class TokenEmbeddings(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
 
-        class Wrapper(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            return self.model(**dict(zip(input_names, inputs))).last_hidden_state
 
-            def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-                return self.model(**dict(zip(input_names, inputs))).last_hidden_state
-
-        return Wrapper().eval()
+    return TokenEmbeddings().eval()
 
 
 def _input_names(model: Any) -> list[str]:
@@ -89,7 +86,7 @@ def _trace(model: Any, input_names: list[str], path: Path) -> None:
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer and deprecation chatter about the TorchScript exporter
         torch.onnx.export(
-            _TokenEmbeddings.build(model, input_names),
+            _token_embeddings(model, input_names),
             example,
             str(path),
             dynamo=False,
@@ -107,7 +104,11 @@ def _save_with_external_data(raw: Path, target: Path, data_name: str) -> None:
 
     model = onnx.load(str(raw), load_external_data=True)
     onnx.save_model(
-        model, str(target), save_as_external_data=True, all_tensors_to_one_file=True, location=data_name,
+        model,
+        str(target),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=data_name,
         size_threshold=1024,
     )
 
