@@ -32,6 +32,7 @@ from milvus_ingest.errors import ModelError
 log = logging.getLogger(__name__)
 
 ENV_CACHE = "MILVUS_INGEST_CACHE"
+#: Bump when what ``torch_export`` writes changes: old entries then get new keys.
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"

@@ -100,6 +100,23 @@ def test_int8_agrees_with_fp32(encoders, cache, model):
     assert cosine.min() >= low and cosine.mean() >= mean, (cosine.min(), cosine.mean())
 
 
+@pytest.mark.parametrize("model", ["t5", "minilm"])
+def test_int8_with_the_other_cpus_scheme_agrees_too(encoders, cache, model, monkeypatch):
+    """The scheme this CPU does not pick (u8 weights on VNNI machines, s8 elsewhere), same bounds."""
+    from milvus_ingest.encoders import onnx_engine
+
+    other = "u8" if int8_scheme(cpu_features()) == "s8" else "s8"
+    monkeypatch.setattr(onnx_engine, "int8_scheme", lambda features: other)
+    pairs, _ = _reference(REFERENCES[model])
+    fp32 = _encode_grouped(_encoder(encoders, cache, model, "fp32"), pairs)
+    path = T5_MODEL if model == "t5" else _minilm_path()
+    int8 = OnnxEncoder(path, precision="int8", cache_dir=cache)
+    assert int8.precision == f"int8-{other}"
+    cosine = (fp32 * _encode_grouped(int8, pairs)).sum(axis=1)
+    low, mean = INT8_BOUNDS[model]
+    assert cosine.min() >= low and cosine.mean() >= mean, (cosine.min(), cosine.mean())
+
+
 def test_instruction_is_excluded_from_pooling(encoders, cache):
     encoder = _encoder(encoders, cache, "t5", "fp32")
     pairs, reference = _reference(REFERENCES["t5"])
