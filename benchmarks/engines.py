@@ -57,7 +57,7 @@ def _timed(encode: Callable[[list[str]], np.ndarray], texts: list[str], repeat: 
 
 
 def _torch_encoder(model: str, precision: str, args: argparse.Namespace) -> Callable[[list[str]], np.ndarray]:
-    from flows.embedding import InstructorEmbeddingFunction
+    from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction
 
     ef = InstructorEmbeddingFunction(
         model, batch_size=args.batch_size, device="cpu", precision=precision, threads=args.threads
@@ -81,7 +81,7 @@ def engines(features: set[str]) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from flows.embedding import resolve_model_path
+    from milvus_ingest.encoders.instructor import resolve_model_path
     from milvus_ingest.encoders.onnx_engine import OnnxEncoder
 
     path = resolve_model_path(args.model)

@@ -12,7 +12,7 @@ import re
 import sys
 from collections import Counter
 
-from flows.beir import load_beir
+from milvus_ingest.evaluation.beir import load_beir
 
 
 def _tok(text: str) -> list[str]:

@@ -26,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-from milvus_ingest.encoders.layout import ModelLayout
+from milvus_ingest.encoders.layout import MODEL_FILE, ModelLayout
 from milvus_ingest.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,6 @@ ENV_CACHE = "MILVUS_INGEST_CACHE"
 #: Bump when what ``torch_export`` writes changes: old entries then get new keys.
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-MODEL_FILE = "model.onnx"
-EXTERNAL_DATA_FILE = "model.onnx.data"
 #: Graphs whose parameters exceed this are saved with ONNX external data (protobuf's hard limit
 #: is 2 GiB; leave room for the graph itself).
 EXTERNAL_DATA_BYTES = 1_800_000_000

@@ -31,6 +31,10 @@ _DENSE_KEYS = {"in_features", "out_features", "bias", "activation_function"}
 #: Dense activations the engine applies in NumPy, by the name sentence-transformers saves.
 DENSE_ACTIVATIONS = {"torch.nn.modules.linear.Identity": "identity", "torch.nn.modules.activation.Tanh": "tanh"}
 
+#: The files of an exported engine entry (written by ``torch_export``, read by ``export``).
+MODEL_FILE = "model.onnx"
+EXTERNAL_DATA_FILE = "model.onnx.data"
+
 
 @dataclass
 class DenseSpec:

@@ -23,8 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from milvus_ingest.encoders.export import EXTERNAL_DATA_FILE, MODEL_FILE
-from milvus_ingest.encoders.layout import DenseSpec, ModelLayout
+from milvus_ingest.encoders.layout import EXTERNAL_DATA_FILE, MODEL_FILE, DenseSpec, ModelLayout
 from milvus_ingest.errors import ModelError
 
 OPSET = 17

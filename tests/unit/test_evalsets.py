@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.beir import load_beir
+from milvus_ingest.evaluation.beir import load_beir
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

@@ -21,6 +21,7 @@ import pytest
 
 from milvus_ingest.encoders import export
 from milvus_ingest.encoders.cpu import choose_engine, cpu_features, int8_scheme
+from milvus_ingest.encoders.layout import EXTERNAL_DATA_FILE
 from milvus_ingest.encoders.onnx_engine import OnnxEncoder
 from milvus_ingest.errors import ModelError
 
@@ -231,7 +232,7 @@ def test_corrupt_cache_entry_is_rebuilt_with_a_warning(tmp_path, caplog, damage)
 def test_external_data_export(tmp_path, precision):
     encoder = OnnxEncoder(T5_MODEL, precision=precision, cache_dir=tmp_path, force_external_data=True)
     assert encoder.entry.manifest["external_data"] is True
-    assert (encoder.entry.folder / export.EXTERNAL_DATA_FILE).stat().st_size > encoder.entry.model_file.stat().st_size
+    assert (encoder.entry.folder / EXTERNAL_DATA_FILE).stat().st_size > encoder.entry.model_file.stat().st_size
     pairs, reference = _reference(REFERENCES["t5"])
     vectors = _encode_grouped(encoder, pairs)
     if precision == "fp32":
