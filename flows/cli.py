@@ -8,15 +8,25 @@ validate their arguments before paying for those.
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 import time
+import types
+import typing
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
-from milvus_ingest.errors import PipelineError
+from pydantic import BaseModel, ValidationError
+
+from milvus_ingest.config import debug_enabled
+from milvus_ingest.errors import PipelineError, UsageError
 
 #: Quiet Prefect for one-off runs (NOTES: a temporary server per run logs shutdown noise).
 PREFECT_QUIET_DEFAULTS = {
@@ -56,24 +66,121 @@ def quiet_environment(one_off: bool = False) -> None:
     logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
 
 
-def run_cli(main: Callable[[], int]) -> None:
-    """Run a CLI's ``main`` and exit with its code; errors become one line, never a traceback."""
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: unwinds the run the way Ctrl-C does (not an ``Exception``)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+#: Seconds an interrupted run may take to unwind before it is ended hard (a flow run whose
+#: temporary Prefect server died with the same Ctrl-C otherwise retries for minutes).
+INTERRUPT_GRACE_SECONDS = 4.0
+
+
+def run_cli(main: Callable[[], int], one_off: bool = True) -> None:
+    """Run a CLI's ``main`` and exit with its code; errors become one line, never a traceback.
+
+    Exit codes: 0 done, 1 done with sources skipped, 2 a user-fixable error, 3 an unexpected
+    one, 130/143 interrupted by SIGINT/SIGTERM.  On a signal every process the run started
+    (a temporary Prefect server) is ended too; stored data stays consistent because every
+    source is committed last (a rerun redoes what was cut short).
+    """
+    if "--debug" in sys.argv[1:]:
+        sys.argv.remove("--debug")
+        os.environ["FLOWS_DEBUG"] = "1"
+    quiet_environment(one_off=one_off)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _on_signal)
     try:
         code = main()
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        code = 130
+    except (KeyboardInterrupt, Interrupted) as exc:
+        code = _interrupted(getattr(exc, "signum", signal.SIGINT))
     except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into a line
-        if os.environ.get("FLOWS_DEBUG"):
+        if debug_enabled():
             raise
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        print(f"error: unexpected {type(exc).__name__}: {first} (rerun with FLOWS_DEBUG=1 for details)", file=sys.stderr)
+        print(f"error: unexpected {type(exc).__name__}: {first} (rerun with --debug for details)", file=sys.stderr)
         code = 3
+    end_child_processes()
     sys.stdout.flush()
     sys.exit(code)
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    if _INTERRUPTED:  # a second signal while unwinding: stop now
+        os._exit(_interrupted(signum))
+    _INTERRUPTED.append(signum)
+    watchdog = threading.Timer(INTERRUPT_GRACE_SECONDS, lambda: os._exit(_interrupted(signum)))
+    watchdog.daemon = True
+    watchdog.start()
+    raise Interrupted(signum)
+
+
+_INTERRUPTED: list[int] = []
+_ANNOUNCED: list[int] = []
+
+
+def _interrupted(signum: int) -> int:
+    """Say so once, end the run's child processes, and return the exit code (128 + signal)."""
+    if not _ANNOUNCED:
+        _ANNOUNCED.append(signum)
+        name = signal.Signals(signum).name
+        print(f"interrupted: {name} received, run stopped; rerun to finish; nothing is lost", file=sys.stderr)
+        sys.stderr.flush()
+        end_child_processes()
+    return 128 + signum
+
+
+def end_child_processes(grace: float = 2.0) -> None:
+    """SIGTERM every descendant of this process (then SIGKILL what is left after ``grace``)."""
+    children = _descendants(os.getpid())
+    for pid in children:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while children and time.monotonic() < deadline:
+        children = [pid for pid in children if _alive(pid)]
+        time.sleep(0.05)
+    for pid in children:
+        _signal(pid, signal.SIGKILL)
+
+
+def _descendants(root: int) -> list[int]:
+    """Descendant pids from /proc (Linux); none elsewhere."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat") if Path("/proc").is_dir() else []:
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+            parents[int(entry.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found: list[int] = []
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        kids = [pid for pid, ppid in parents.items() if ppid == parent]
+        found.extend(kids)
+        frontier.extend(kids)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except OSError:
+        pass
 
 
 class ProgressBar:
@@ -108,3 +215,82 @@ class ProgressBar:
 def format_table(rows: list[tuple[str, Any]]) -> str:
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def prefect_api_configured() -> bool:
+    """True when a Prefect API is set up (``PREFECT_API_URL`` or the active profile's), read
+    without importing Prefect: a one-off command is then a flow run, else a plain run (a temporary
+    Prefect server per command costs ~10 s and leaves nothing a user can look at afterwards)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: no TOML reader; only the environment variable counts
+        return False
+    home = Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser()
+    try:
+        data = tomllib.loads((home / "profiles.toml").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    active = os.environ.get("PREFECT_PROFILE") or data.get("active") or "ephemeral"
+    return bool((data.get("profiles") or {}).get(active, {}).get("PREFECT_API_URL"))
+
+
+def add_params_options(
+    parser: argparse.ArgumentParser, model: type[BaseModel], positional: str, skip: tuple[str, ...] = ()
+) -> None:
+    """Command-line options from a flow's parameter model: one declaration, so help texts and
+    defaults cannot drift apart.  ``positional`` is the list field given as bare arguments."""
+    for name, field in model.model_fields.items():
+        if name in skip:
+            continue
+        help_text = field.description or ""
+        if name == positional:
+            parser.add_argument(name, nargs="+", metavar=name.rstrip("s").upper(), help=help_text)
+            continue
+        flag = "--" + name.replace("_", "-")
+        kind = _plain_type(field.annotation)
+        if kind is bool:
+            parser.add_argument(flag, action="store_true", default=None, help=help_text)
+        elif kind is list:
+            parser.add_argument(flag, nargs="+", default=None, help=help_text)
+        else:
+            default = field.default if field.default is not None and not callable(field.default) else None
+            shown = f" (default {default})" if default not in (None, "", False) else ""
+            parser.add_argument(flag, type=kind, default=None, help=help_text + shown)
+
+
+def params_from_args(model: type[BaseModel], args: argparse.Namespace) -> Any:
+    """The model from the parsed flags (absent flags keep the model's defaults); a refused value
+    is one line naming the flag and the value."""
+    values = {name: getattr(args, name) for name in model.model_fields if getattr(args, name, None) is not None}
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        name = str(problem["loc"][0]) if problem["loc"] else ""
+        flag = "--" + name.replace("_", "-") if name else "argument"
+        raise UsageError(f"{flag} {values.get(name)!r}: {problem['msg']}") from None
+
+
+def _plain_type(annotation: Any) -> type:
+    """``str | None`` → str, ``list[str]`` → list, ``bool`` → bool, ``int`` → int."""
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        return list
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _plain_type(inner[0]) if inner else str
+    return annotation if annotation in (bool, int, float) else str
+
+
+def run_as_flow(module_name: str, flow_name: str, params: BaseModel) -> Any:
+    """Run a flow in this process with ``params`` (Prefect is imported here, not before).
+
+    The command line's module runs as ``__main__``; the flow lives in the importable module of
+    the same file, whose parameter model is a different class, so the values are handed over.
+    """
+    module = importlib.import_module(module_name)
+    flow_fn = getattr(module, flow_name)
+    model = getattr(module, type(params).__name__)
+    return flow_fn(model.model_validate(params.model_dump()))

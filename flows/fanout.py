@@ -19,16 +19,15 @@ import json
 import time
 from typing import Any
 
-from milvus_ingest.config import Settings
-from flows.cli import format_table, quiet_environment, run_cli
-from milvus_ingest.config import settings_with_overrides
+from flows.cli import add_params_options, format_table, params_from_args, quiet_environment, run_cli
+from milvus_ingest.config import Settings, settings_with_overrides
 from milvus_ingest.errors import ConfigError, ShardsFailedError
 
 if __name__ == "__main__":
     quiet_environment(one_off=True)  # before Prefect is imported: it reads these at import
 
 from prefect import flow  # after the quiet defaults
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 #: Final states of a shard run; anything else is still on its way.
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -48,14 +47,14 @@ class FanoutParams(BaseModel):
     )
     config: str | None = Field(default=None, description="YAML config file, as the workers see it")
     uri: str | None = Field(default=None, description="Milvus server URI; overrides config and MILVUS_URI")
-    collection: str | None = None
-    model: str | None = None
-    full: bool = False
-    prune: bool = False
-    yes: bool = False
+    collection: str | None = Field(default=None, description="collection name (overrides milvus.collection)")
+    model: str | None = Field(default=None, description="model: hub id, local folder or package://PKG/SUBDIR")
+    full: bool = Field(default=False, description="re-embed every source, changed or not")
+    prune: bool = Field(default=False, description="remove stored sources whose files no longer exist")
+    yes: bool = Field(default=False, description="confirm a prune over sources.prune_max_share")
     token_secret: str | None = Field(default=None, description="name of a Prefect Secret block with the token")
     timeout_seconds: int | None = Field(default=None, ge=1, description="give up waiting for shards after this")
-    poll_seconds: float = Field(default=5.0, gt=0, le=300)
+    poll_seconds: float = Field(default=5.0, gt=0, le=300, description="seconds between looks at the shards")
 
 
 def refuse_lite(settings: Settings) -> None:
@@ -216,35 +215,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m flows.fanout",
         description="Ingest sources as N parallel shard runs of the ingest deployment (needs a Prefect server, "
         "workers on the pool, and a Milvus server).",
-        epilog="Exit codes: 0 all shards completed, 2 config error or a shard failed.",
+        epilog="Exit codes: 0 all shards completed, 2 config error or a shard failed, 130/143 interrupted.",
     )
-    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="files, folders or globs, same path on every worker")
-    parser.add_argument("--shards", type=int, default=2, help="number of shards (default 2)")
-    parser.add_argument("--deployment", default="ingest/ingest", help="ingest deployment to run per shard")
-    parser.add_argument("--config", help="YAML config, as the workers see it")
-    parser.add_argument("--uri", help="Milvus server URI (http://host:19530); Milvus Lite is refused")
-    parser.add_argument("--collection", help="collection name")
-    parser.add_argument("--model", help="model: hub id, local folder, or package://PKG/SUBDIR")
-    parser.add_argument("--full", action="store_true", help="re-embed everything")
-    parser.add_argument("--prune", action="store_true", help="remove stored sources whose files no longer exist")
-    parser.add_argument("--yes", action="store_true", help="confirm a prune over sources.prune_max_share")
-    parser.add_argument("--token-secret", help="name of a Prefect Secret block with the Milvus token")
-    parser.add_argument("--timeout", type=int, help="seconds to wait for the shards")
+    add_params_options(parser, FanoutParams, positional="sources")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        params = FanoutParams(
-            sources=args.sources, shards=args.shards, deployment=args.deployment, config=args.config, uri=args.uri,
-            collection=args.collection, model=args.model, full=args.full, prune=args.prune, yes=args.yes,
-            token_secret=args.token_secret, timeout_seconds=args.timeout,
-        )
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        raise ConfigError(f"--{'-'.join(str(p) for p in problem['loc'])}: {problem['msg']}") from None
+    params = params_from_args(FanoutParams, args)
     resolve_target(params)  # one line, before any flow run, for Lite or a bad config
     from prefect.settings import get_current_settings
 

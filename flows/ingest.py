@@ -1,32 +1,28 @@
 """The ``ingest`` Prefect flow and ``python -m flows.ingest``: thin wrappers over ``milvus_ingest.ingest``.
 
-The flow makes a task per stage and per group of sources (never per chunk: NOTES measured the
-per-task cost), publishes the run summary, the skipped sources and the embedding progress as
-artifacts, and returns a small summary dict.  This module must never hold pipeline logic, and
-never put the Milvus token in a parameter, a log line or an artifact.
+The flow makes a task per stage and per group of sources (never per chunk: a task run costs
+5-10 ms and state kept for the whole flow), publishes the run summary, the skipped sources and
+the embedding progress as artifacts, and returns a small summary dict.  The command line builds
+its options from ``IngestParams`` (declared once) and is a flow run when a Prefect API is
+configured or ``--flow`` is given, a plain run otherwise; a plain run never imports Prefect.
+This module must never hold pipeline logic, and never put the Milvus token in a parameter, a log
+line or an artifact.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 import time
 from typing import Any
 
-if __name__ == "__main__":
-    # `python -m flows.ingest`: the command line lives in flows.ingest_cli, which imports this
-    # module (and Prefect, ~2 s) only for a flow run, not for --no-flow.
-    from flows.cli import run_cli
-    from flows.ingest_cli import main
+from pydantic import BaseModel, ConfigDict, Field
 
-    run_cli(main)
-
-from flows.cli import ProgressBar  # noqa: E402
-from milvus_ingest.config import settings_with_overrides  # noqa: E402
-
-from prefect import flow, task  # noqa: E402
-from prefect.cache_policies import NONE  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
-
-from milvus_ingest.ingest import IngestOptions, IngestReport, parse_shard, run_ingest  # noqa: E402
+from flows.cli import ProgressBar, add_params_options, format_table, params_from_args, prefect_api_configured
+from milvus_ingest.config import Settings, settings_with_overrides
+from milvus_ingest.ingest import IngestOptions, IngestReport, ProgressCallback, StepRunner, parse_shard, run_ingest
+from milvus_ingest.sources import discover_sources
 
 
 class IngestParams(BaseModel):
@@ -34,18 +30,108 @@ class IngestParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    sources: list[str] = Field(min_length=1, description="files, folders or glob patterns")
+    sources: list[str] = Field(min_length=1, description="files, folders (recursive) or glob patterns")
     config: str | None = Field(default=None, description="YAML config file (default config/default.yaml)")
-    uri: str | None = Field(default=None, description="Milvus URI; overrides config and MILVUS_URI")
-    collection: str | None = None
-    model: str | None = Field(default=None, description="hub id, local folder or package://PKG/SUBDIR")
+    uri: str | None = Field(default=None, description="Milvus URI: ./milvus.db (Lite) or http://host:19530")
+    collection: str | None = Field(default=None, description="collection name (overrides milvus.collection)")
+    model: str | None = Field(default=None, description="model: hub id, local folder or package://PKG/SUBDIR")
     full: bool = Field(default=False, description="re-embed every source, changed or not")
-    prune: bool = Field(default=False, description="remove stored sources whose files no longer exist")
+    prune: bool = Field(
+        default=False, description="remove stored sources whose files no longer exist within these sources"
+    )
     yes: bool = Field(default=False, description="confirm a prune over sources.prune_max_share")
     shard: str | None = Field(default=None, pattern=r"^[0-9]+/[0-9]+$", description="i/N: this worker's part")
     token_secret: str | None = Field(
         default=None, description="name of a Prefect Secret block holding the Milvus token"
     )
+
+
+def settings_for(params: IngestParams) -> Settings:
+    """Config file, environment, then these parameters: the last wins."""
+    return settings_with_overrides(params.config, params.uri, params.collection, params.model)
+
+
+def execute(
+    params: IngestParams, settings: Settings, progress: ProgressCallback | None, step: StepRunner | None = None
+) -> IngestReport:
+    """The one ingest both front ends run: plain (``step`` None) or with each stage a task."""
+    options = IngestOptions(full=params.full, prune=params.prune, yes=params.yes, shard=parse_shard(params.shard))
+    if step is None:
+        return run_ingest(settings, params.sources, options, progress=progress)
+    return run_ingest(settings, params.sources, options, progress=progress, step=step)
+
+
+# -- the command line ---------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.ingest",
+        description="Chunk, embed (Instructor, document instruction) and upsert sources into Milvus.",
+        epilog="Exit codes: 0 all sources in, 1 some sources skipped, 2 usage/config/Milvus error, "
+        "130/143 interrupted (rerun to finish).",
+    )
+    add_params_options(parser, IngestParams, positional="sources", skip=("token_secret",))
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--flow", action="store_true", help="run as a Prefect flow run (default when a Prefect API is set)")
+    mode.add_argument("--no-flow", action="store_true", help="run without Prefect (default without a Prefect API)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return parser.parse_args(argv)
+
+
+def print_summary(summary: dict[str, Any], stream: Any = sys.stdout) -> None:
+    rows = [
+        ("collection", f"{summary['collection']} at {summary['uri']}"),
+        ("files read", f"{summary['files_read']} (new {summary['new']}, updated {summary['updated']}, unchanged {summary['unchanged']})"),
+        ("skipped", summary["skipped"]),
+    ]
+    rows += [(f"  {s['source']}", s["reason"]) for s in summary["skipped_sources"]]
+    rows += [("pruned", summary["pruned"])]
+    if summary["stale_not_pruned"]:
+        rows.append(("gone, not pruned", f"{summary['stale_not_pruned']} (rerun with --prune to remove them)"))
+    stages = summary["stages"]
+    rows += [
+        ("chunks", summary["chunks"]),
+        ("rows now", summary["rows_in_collection"]),
+        ("seconds", f"{summary['seconds']:.2f} (model load {stages['model_load']:.2f}, encode {stages['encode']:.2f}, write {stages['write']:.2f})"),
+        ("chunks/s", f"{summary['chunks_per_second']:.1f}"),
+    ]
+    print(format_table(rows), file=stream)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    params = params_from_args(IngestParams, args)
+    settings = settings_for(params)  # a bad config or flag fails here, before Prefect, model or Milvus
+    s = settings.sources
+    discover_sources(params.sources, s.include, s.exclude, s.follow_symlinks)  # so does a typo in a path
+    if args.flow or (not args.no_flow and prefect_api_configured()):
+        from flows.cli import run_as_flow
+
+        summary = run_as_flow("flows.ingest", "ingest", params)
+    else:
+        bar = ProgressBar()
+        try:
+            summary = execute(params, settings, bar).as_dict()
+        finally:
+            bar.close()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_summary(summary)
+    return 1 if summary["skipped"] else 0
+
+
+if __name__ == "__main__":
+    from flows.cli import run_cli
+
+    run_cli(main)
+
+
+# -- the flow (Prefect is imported only from here on: a plain run never gets this far) -------
+
+from prefect import flow, task  # noqa: E402
+from prefect.cache_policies import NONE  # noqa: E402
 
 
 @task(cache_policy=NONE, persist_result=False)
@@ -59,12 +145,13 @@ def _prefect_step(name: str, fn: Any, *args: Any) -> Any:
 
 
 class _ProgressArtifact:
-    """Updates a Prefect progress artifact during embedding, at most every two seconds."""
+    """Updates a Prefect progress artifact during embedding (at most every two seconds), and a
+    terminal progress bar when the run's stderr is one (a command line, not a worker)."""
 
-    def __init__(self, bar: ProgressBar | None):
+    def __init__(self) -> None:
         from prefect.artifacts import create_progress_artifact
 
-        self.bar = bar
+        self.bar = ProgressBar()
         self._last = 0.0
         try:
             self.artifact_id = create_progress_artifact(progress=0.0, key="ingest-progress", description="Embedding progress")
@@ -72,8 +159,7 @@ class _ProgressArtifact:
             self.artifact_id = None
 
     def __call__(self, done: int, total: int, chunks: int) -> None:
-        if self.bar:
-            self.bar(done, total, chunks)
+        self.bar(done, total, chunks)
         now = time.monotonic()
         if self.artifact_id is None or (now - self._last < 2 and done < total):
             return
@@ -102,17 +188,15 @@ def _publish(report: IngestReport) -> None:
 @flow(name="ingest", log_prints=False, validate_parameters=True)
 def ingest(params: IngestParams) -> dict[str, Any]:
     """Ingest sources into Milvus; returns the run summary (also published as an artifact)."""
-    settings = settings_with_overrides(params.config, params.uri, params.collection, params.model)
+    settings = settings_for(params)
     if params.token_secret:
         from prefect.blocks.system import Secret
 
         settings.milvus.token = Secret.load(params.token_secret).get()
-    options = IngestOptions(full=params.full, prune=params.prune, yes=params.yes, shard=parse_shard(params.shard))
-    progress = _ProgressArtifact(CLI_PROGRESS.get("bar"))
-    report = run_ingest(settings, params.sources, options, progress=progress, step=_prefect_step)
+    progress = _ProgressArtifact()
+    try:
+        report = execute(params, settings, progress, step=_prefect_step)
+    finally:
+        progress.bar.close()
     _publish(report)
     return report.as_dict()
-
-
-#: The command line's progress bar, drawn from inside the flow run (same process).
-CLI_PROGRESS: dict[str, ProgressBar] = {}

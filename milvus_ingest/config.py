@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from milvus_ingest.errors import ConfigError
+from milvus_ingest.errors import ConfigError, UsageError
 
 #: Index types known to Milvus; which of them a given backend builds is checked in ``milvus_ingest.store``.
 IndexType = Literal["FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "AUTOINDEX", "DISKANN", "SCANN"]
@@ -129,6 +129,11 @@ class Settings(_Strict):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
 
 
+def debug_enabled() -> bool:
+    """``FLOWS_DEBUG=1`` (or a command line's ``--debug``): full tracebacks and library logs."""
+    return os.environ.get("FLOWS_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
 #: Environment variables that override config values (addresses and secrets stay out of files).
 ENV_OVERRIDES = {"MILVUS_URI": ("milvus", "uri"), "MILVUS_TOKEN": ("milvus", "token")}
 
@@ -175,7 +180,10 @@ def load_settings(path: str | Path | None = None) -> Settings:
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"config file {config_path} is not valid YAML{where}") from None
     if data is None:
-        data = {}
+        raise ConfigError(
+            f"config file {config_path} is empty: give at least one section (milvus, model, …), "
+            "or leave out --config to use config/default.yaml"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"config file {config_path} must be a mapping of sections (milvus, model, …)")
     return settings_from_dict(data, origin=str(config_path))
@@ -187,15 +195,24 @@ def settings_with_overrides(
     collection: str | None = None,
     model: str | None = None,
 ) -> Settings:
-    """Config file, then env (inside ``load_settings``), then command-line flags: the last wins."""
+    """Config file, then env (inside ``load_settings``), then command-line flags: the last wins.
+
+    A flag that is given counts even when empty (``--collection ""`` is refused, not ignored);
+    a refused value is one line naming the flag, the value and the rule.
+    """
     settings = load_settings(config)
-    try:
-        if uri:
-            settings.milvus.uri = uri
-        if collection:
-            settings.milvus.collection = collection
-        if model:
-            settings.model.name = model
-    except ValueError as exc:  # pydantic validates assignments too
-        raise ConfigError(f"bad command-line value: {str(exc).splitlines()[-1].strip()}") from None
+    for flag, section, key, value in (
+        ("--uri", settings.milvus, "uri", uri),
+        ("--collection", settings.milvus, "collection", collection),
+        ("--model", settings.model, "name", model),
+    ):
+        if value is None:
+            continue
+        if not value.strip() and key != "collection":
+            raise UsageError(f"{flag} {value!r}: must not be empty")
+        try:
+            setattr(section, key, value)
+        except ValidationError as exc:  # pydantic validates assignments too
+            reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            raise UsageError(f"{flag} {value!r}: {reason}") from None
     return settings

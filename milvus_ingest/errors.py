@@ -17,7 +17,11 @@ class PipelineError(Exception):
 
 
 class ConfigError(PipelineError):
-    """The config file, a flag or an environment override is invalid."""
+    """The config file or an environment override is invalid."""
+
+
+class UsageError(PipelineError):
+    """A command-line flag or a flow parameter is invalid (named with its value)."""
 
 
 class SourceError(PipelineError):

@@ -19,6 +19,7 @@ from typing import Any
 
 from milvus_ingest.chunking import Chunker, TokenCounter, check_chunk_budget
 from milvus_ingest.config import Settings
+from milvus_ingest.ingest.faults import fault_point
 from milvus_ingest.ingest.plan import (
     IngestOptions,
     IngestPlan,
@@ -110,6 +111,7 @@ class Ingestor:
             store.load()
             created = False
         else:
+            _ = self.chunker  # built now: the chunk budget is checked before anything is created
             created = store.ensure_collection(collection_meta(self.settings, self.embedder.dim))
             need_model = True
         self._checked = True
@@ -206,6 +208,7 @@ def run_ingest(
             if ingestor.store.exists():
                 ingestor.prepare_collection(need_model=False)
             plan = step("plan", ingestor.plan_documents, list(documents), options)
+        fault_point("planned")
         if options.prune and plan.gone and not options.yes:
             check_prune_share(plan, ingestor.store.count(), settings.sources.prune_max_share)
         if not ingestor.store.exists():

@@ -9,9 +9,7 @@ incomplete.  This module must never decide *what* to ingest (``plan`` does) or i
 from __future__ import annotations
 
 import hashlib
-import os
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from milvus_ingest.chunking import Chunk, Chunker
+from milvus_ingest.ingest.faults import fault_point
 from milvus_ingest.ingest.plan import SourcePlan
 from milvus_ingest.ingest.report import StageTimes
 from milvus_ingest.reading import SourceReadError, iter_blocks, os_reason
@@ -26,27 +25,6 @@ from milvus_ingest.sources import Skipped
 from milvus_ingest.store import MilvusStore, chunk_id, chunk_row
 
 ProgressCallback = Callable[[int, int, int], None]  # (bytes done, bytes total, chunks done)
-
-
-def _crash_point(name: str) -> None:
-    """Fault injection for the crash tests: ``FLOWS_CRASH_AT=name:N`` kills -9 at the Nth hit.
-
-    A real SIGKILL of the real process, so the tests prove recovery from exactly what a user's
-    ``kill -9`` or an OOM kill does.  Costs one dict lookup when unset.
-    """
-    spec = os.environ.get("FLOWS_CRASH_AT")
-    if not spec:
-        return
-    target, _, count = spec.partition(":")
-    if target != name:
-        return
-    hits = _CRASH_HITS.get(name, 0) + 1
-    _CRASH_HITS[name] = hits
-    if hits >= int(count or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-_CRASH_HITS: dict[str, int] = {}
 
 
 @dataclass
@@ -86,12 +64,12 @@ class _Writer(threading.Thread):
             try:
                 if kind == "upsert":
                     self.store.upsert(payload)
-                    _crash_point("after_upsert")
+                    fault_point("after_upsert")
                 elif kind == "finalize":
                     stale, commit_row = payload
                     if stale:
                         self.store.delete_ids(stale)
-                        _crash_point("after_delete")
+                        fault_point("after_delete")
                     if commit_row is not None:
                         self.store.upsert([commit_row])
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread
@@ -244,7 +222,7 @@ def write_stream(
                 window, in_window = [], 0
                 if progress:
                     progress(done_bytes, total_bytes, done_chunks)
-                _crash_point("between_batches")
+                fault_point("between_batches")
         writer.close()
     except BaseException:
         stop.set()
@@ -268,7 +246,7 @@ def _flush(
     ends = {w.plan_index: w.n_chunks for w in window if isinstance(w, _EndItem)}
     if chunk_items:
         started = time.perf_counter()
-        _crash_point("encode")
+        fault_point("encode")
         vectors = ef.encode_array([c.chunk.text for c in chunk_items], ef.doc_instruction)
         times.encode += time.perf_counter() - started
         rows = []

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from milvus_ingest.config import MilvusSettings
+from milvus_ingest.config import MilvusSettings, debug_enabled
 from milvus_ingest.errors import StoreError
 
 
@@ -56,12 +56,25 @@ def check_lite_path(uri: str) -> None:
         raise StoreError(f"Milvus Lite database {uri}: folder {target} is not writable by this user")
 
 
+#: pymilvus's loggers, which its import configures itself (dictConfig at WARNING, two at INFO).
+PYMILVUS_LOGGERS = ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer", "pymilvus.decorators")
+
+
 def _quiet_lite_noise() -> None:
-    """Milvus Lite cannot hand out an MVCC timestamp for iterators: pymilvus warns on every scan
-    (and Lite's gRPC server logs "not implemented") before falling back to a client-side
-    timestamp, which is what we want.  Called after pymilvus is imported, which sets its levels."""
+    """Keep pymilvus's own failure logs (a traceback per failed RPC and retry) out of the output.
+
+    Every failure reaches the caller as one ``StoreError`` with the cause chained, so those logs
+    only repeat it, hundreds of lines at a time when a server dies mid-run.  ``FLOWS_DEBUG=1``
+    keeps them.  Also: Milvus Lite cannot hand out an MVCC timestamp for iterators and pymilvus
+    warns on every scan before falling back to a client-side one, which is what we want.
+    Called after pymilvus is imported, because its import resets these levels.
+    """
+    if not debug_enabled():
+        for name in PYMILVUS_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
     logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+
 
 def _describe_connect_error(settings: MilvusSettings, exc: BaseException) -> StoreError:
     text = str(exc)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
-from tests.support.cli_support import run_module, write_config
-from tests.support.corpus import sample_corpus, write_corpus
+from tests.support.cli_support import cli_env, run_module, write_config
+from tests.support.corpus import REPO, sample_corpus, write_corpus
 
 
 def _one_line_error(result) -> str:
@@ -19,7 +22,7 @@ def _one_line_error(result) -> str:
 def test_ingest_through_the_prefect_flow_prints_a_summary(tmp_path):
     corpus = sample_corpus(tmp_path / "corpus")
     config = write_config(tmp_path / "c.yaml", str(tmp_path / "milvus.db"))
-    result = run_module("flows.ingest", str(corpus), "--config", str(config), "--json",
+    result = run_module("flows.ingest", str(corpus), "--config", str(config), "--json", "--flow",
                         PREFECT_HOME=str(tmp_path / "prefect"))
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -69,3 +72,69 @@ def test_config_and_model_errors_are_one_line(tmp_path):
 
     result = run_module("flows.ingest", str(corpus), "--config", str(config), "--no-flow", "--shard", "3/2")
     assert result.returncode == 2 and "--shard" in _one_line_error(result)
+
+
+def test_refusals_name_the_real_cause_and_the_value(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", {"a.txt": "Some text about rivers."})
+    config = write_config(tmp_path / "c.yaml", str(tmp_path / "m.db"))
+    a_file = tmp_path / "not-a-db"
+    a_file.write_text("x")
+    result = run_module("flows.ingest", str(corpus), "--config", str(config), "--no-flow", "--uri", str(a_file))
+    line = _one_line_error(result)
+    assert result.returncode == 2 and "is a file" in line and str(a_file) in line and "in use" not in line
+
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        result = run_module("flows.ingest", str(corpus), "--config", str(config), "--no-flow", "--uri", str(locked / "m.db"))
+        if os.geteuid() != 0:  # root writes anywhere
+            line = _one_line_error(result)
+            assert result.returncode == 2 and "not writable" in line and "in use" not in line
+    finally:
+        locked.chmod(0o755)
+
+    for bad in ("bad name!", "x" * 300, "", "1abc"):
+        result = run_module("flows.ingest", str(corpus), "--config", str(config), "--no-flow", "--collection", bad)
+        line = _one_line_error(result)
+        assert result.returncode == 2 and f"--collection {bad!r}" in line and "pydantic" not in line, line
+        assert "collection name is 1-255 ASCII" in line
+
+
+def test_minor_refusals(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", {"a.txt": "Some text about rivers."})
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("\n# nothing here\n")
+    result = run_module("flows.ingest", str(corpus), "--config", str(empty), "--no-flow")
+    assert result.returncode == 2 and "is empty" in _one_line_error(result)
+
+    (tmp_path / "nothing").mkdir()
+    config = write_config(tmp_path / "c.yaml", str(tmp_path / "m.db"))
+    result = run_module("flows.ingest", str(tmp_path / "nothing"), "--config", str(config), "--no-flow")
+    assert result.returncode == 2 and "holds no files" in _one_line_error(result)
+
+    # Refused for the chunk budget: nothing is created.
+    db = tmp_path / "budget.db"
+    too_big = write_config(tmp_path / "big.yaml", str(db), chunking={"chunk_tokens": 600, "overlap_tokens": 8})
+    result = run_module("flows.ingest", str(corpus), "--config", str(too_big), "--no-flow")
+    assert result.returncode == 2 and "chunk_tokens=600" in _one_line_error(result)
+    from milvus_ingest.config import load_settings
+    from milvus_ingest.store import MilvusStore
+
+    with MilvusStore(load_settings(too_big).milvus) as store:
+        assert not store.exists()
+
+
+def test_a_plain_run_never_imports_prefect(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", {"a.txt": "Some text about rivers."})
+    config = write_config(tmp_path / "c.yaml", str(tmp_path / "m.db"))
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['flows.ingest', {str(corpus)!r}, '--config', {str(config)!r}]\n"
+        "try:\n    runpy.run_module('flows.ingest', run_name='__main__')\n"
+        "except SystemExit as exit:\n    code = exit.code\n"
+        "print('EXIT', code, 'prefect' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                            env=cli_env(PREFECT_HOME=str(tmp_path / "no-prefect-here")), timeout=300)
+    assert result.stdout.strip().splitlines()[-1] == "EXIT 0 False", result.stdout + result.stderr

@@ -16,17 +16,10 @@ from milvus_ingest.config import load_settings
 from milvus_ingest.ingest import run_ingest
 from tests.support.backend import Backend
 from tests.support.cli_support import run_module, write_config
-from tests.support.corpus import sample_corpus, write_corpus
+from tests.support.corpus import mutate_corpus, sample_corpus
 from tests.support.snapshots import snapshot
 
 SMALL_BATCHES = {"model": {"batch_size": 2}, "milvus": {"write_batch_rows": 4}}
-
-
-def _mutate(corpus):
-    (corpus / "doc1.md").write_text("Doc one is now much shorter than it was.", encoding="utf-8")
-    text = (corpus / "sub" / "doc0.txt").read_text(encoding="utf-8")
-    (corpus / "sub" / "doc0.txt").write_text(text.replace("Part", "Piece"), encoding="utf-8")
-    write_corpus(corpus, {"added.md": "An added file about falcons and compasses.\n\n" * 6})
 
 
 @pytest.mark.parametrize(
@@ -47,7 +40,7 @@ def test_kill_9_then_rerun_equals_a_clean_ingest(tmp_path, t5_embedder, initial,
     settings = load_settings(config)
     if initial:
         run_ingest(settings, [str(corpus)], embedder=t5_embedder)
-        _mutate(corpus)
+        mutate_corpus(corpus)
 
     crashed = run_module("flows.ingest", str(corpus), "--config", str(config), "--no-flow", FLOWS_CRASH_AT=point)
     assert crashed.returncode == -signal.SIGKILL, (point, crashed.returncode, crashed.stderr[-500:])

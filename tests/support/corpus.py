@@ -38,3 +38,11 @@ def sample_corpus(root: Path, paragraphs: int = 6) -> Path:
             paras.append(" ".join(f"Part {f}.{p}.{k}: {sentence} {words[k]}." for k in range(3)))
         files[f"doc{f}.md" if f % 2 else f"sub/doc{f}.txt"] = "\n\n".join(paras)
     return write_corpus(root, files)
+
+
+def mutate_corpus(corpus: Path) -> None:
+    """Shrink one file, change every chunk of another, add a third: a re-run touches all kinds."""
+    (corpus / "doc1.md").write_text("Doc one is now much shorter than it was.", encoding="utf-8")
+    text = (corpus / "sub" / "doc0.txt").read_text(encoding="utf-8")
+    (corpus / "sub" / "doc0.txt").write_text(text.replace("Part", "Piece"), encoding="utf-8")
+    write_corpus(corpus, {"added.md": "An added file about falcons and compasses.\n\n" * 6})

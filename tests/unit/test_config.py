@@ -58,3 +58,41 @@ def test_file_errors(tmp_path):
     scalar.write_text("just a string\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_settings(scalar)
+
+
+def test_a_prefect_api_makes_one_off_commands_flow_runs(tmp_path, monkeypatch):
+    from flows.cli import prefect_api_configured
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.delenv("PREFECT_PROFILE", raising=False)
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    assert not prefect_api_configured()  # no profile file at all
+    (tmp_path / "profiles.toml").write_text(
+        'active = "local"\n[profiles.local]\nPREFECT_API_URL = "http://127.0.0.1:4200/api"\n[profiles.other]\n'
+    )
+    assert prefect_api_configured()
+    monkeypatch.setenv("PREFECT_PROFILE", "other")
+    assert not prefect_api_configured()
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    assert prefect_api_configured()
+
+
+def test_flags_are_declared_once_from_the_flow_parameters():
+    import argparse
+
+    from flows.cli import add_params_options, params_from_args
+    from flows.ingest import IngestParams, parse_args
+    from milvus_ingest.errors import UsageError
+
+    args = parse_args(["docs", "--prune", "--shard", "1/4"])
+    params = params_from_args(IngestParams, args)
+    assert params.sources == ["docs"] and params.prune and params.shard == "1/4" and not params.full
+    parser = argparse.ArgumentParser()
+    add_params_options(parser, IngestParams, positional="sources")
+    help_text = parser.format_help()
+    for name, field in IngestParams.model_fields.items():
+        if name != "sources":
+            assert "--" + name.replace("_", "-") in help_text
+        assert (field.description or "")[:20] in " ".join(help_text.split())
+    with pytest.raises(UsageError, match=r"--shard '3-2'"):
+        params_from_args(IngestParams, parse_args(["docs", "--shard", "3-2"]))
