@@ -240,7 +240,9 @@ def add_params_options(
     parser: argparse.ArgumentParser, model: type[BaseModel], positional: str, skip: tuple[str, ...] = ()
 ) -> None:
     """Command-line options from a flow's parameter model: one declaration, so help texts and
-    defaults cannot drift apart.  ``positional`` is the list field given as bare arguments."""
+    defaults cannot drift apart.  ``positional`` is the list field given as bare arguments; a
+    field may name its flag (``json_schema_extra={"flag": "--budget"}``) where the documented
+    flag is shorter than the parameter."""
     for name, field in model.model_fields.items():
         if name in skip:
             continue
@@ -248,16 +250,22 @@ def add_params_options(
         if name == positional:
             parser.add_argument(name, nargs="+", metavar=name.rstrip("s").upper(), help=help_text)
             continue
-        flag = "--" + name.replace("_", "-")
+        flag = flag_of(name, field)
         kind = _plain_type(field.annotation)
         if kind is bool:
-            parser.add_argument(flag, action="store_true", default=None, help=help_text)
+            parser.add_argument(flag, action="store_true", default=None, dest=name, help=help_text)
         elif kind is list:
-            parser.add_argument(flag, nargs="+", default=None, help=help_text)
+            parser.add_argument(flag, nargs="+", default=None, dest=name, help=help_text)
         else:
             default = field.default if field.default is not None and not callable(field.default) else None
             shown = f" (default {default})" if default not in (None, "", False) else ""
-            parser.add_argument(flag, type=kind, default=None, help=help_text + shown)
+            parser.add_argument(flag, type=kind, default=None, dest=name, help=(help_text + shown).replace("%", "%%"))
+
+
+def flag_of(name: str, field: Any) -> str:
+    """The command-line flag of a parameter: its own ``flag`` if it names one, else ``--name``."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return str(extra.get("flag") or "--" + name.replace("_", "-"))
 
 
 def params_from_args(model: type[BaseModel], args: argparse.Namespace) -> Any:
@@ -269,7 +277,7 @@ def params_from_args(model: type[BaseModel], args: argparse.Namespace) -> Any:
     except ValidationError as exc:
         problem = exc.errors()[0]
         name = str(problem["loc"][0]) if problem["loc"] else ""
-        flag = "--" + name.replace("_", "-") if name else "argument"
+        flag = flag_of(name, model.model_fields[name]) if name in model.model_fields else "argument"
         raise UsageError(f"{flag} {values.get(name)!r}: {problem['msg']}") from None
 
 
