@@ -120,7 +120,7 @@ def test_another_model_is_refused_before_it_is_loaded(ingested, t5_embedder, mon
     def no_model(*args, **kwargs):
         raise AssertionError("the model must not be loaded for a collection it cannot search")
 
-    monkeypatch.setattr("milvus_ingest.encoders.query_encoder.load_query_encoder", no_model)
+    monkeypatch.setattr("milvus_ingest.retrieval.load_query_encoder", no_model)
     with pytest.raises(CollectionMismatchError) as err:
         search_questions(other, QUESTIONS, top_k=2)
     message = str(err.value)
