@@ -41,6 +41,15 @@ def t5_embedder():
 
 
 @pytest.fixture(scope="session")
+def t5_onnx():
+    """The tiny T5 on ONNX Runtime fp32: building it exports the model into the session's cache,
+    so search subprocesses find the export and never import torch."""
+    from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction
+
+    return InstructorEmbeddingFunction(str(T5_MODEL), batch_size=16, device="cpu", backend="onnx", precision="fp32")
+
+
+@pytest.fixture(scope="session")
 def minilm_embedder():
     from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction
 
