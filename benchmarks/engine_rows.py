@@ -27,12 +27,12 @@ from benchmarks.quality import BASELINE, evaluate_engines, load_engine
 REPO = Path(__file__).resolve().parent.parent
 
 
-def spec_of(ef: Any) -> str:
-    """``backend precision`` of a loaded function, int8 with its weight scheme."""
-    precision = ef.precision
+def spec_of(engine: dict[str, Any]) -> str:
+    """``backend precision`` of an engine (``engine_info`` / ``EngineChoice.as_dict()``), int8 with its weights."""
+    precision = engine["precision"]
     if precision == "int8":
-        precision = f"int8-{ef.engine_info['int8_weights']}"
-    return f"{ef.backend} {precision}"
+        precision = f"int8-{engine['int8_weights']}"
+    return f"{engine['backend']} {precision}"
 
 
 def engine_rows(

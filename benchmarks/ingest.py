@@ -319,7 +319,7 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
                     "params": dict(settings.milvus.index_params)}
     from benchmarks.quality import BASELINE, load_engine
 
-    loaded = {spec_of(ef): ef}
+    loaded = {spec_of(ef.engine_info): ef}
     peer_ef = loaded.get(BASELINE) or loaded.setdefault(BASELINE, load_engine(m, BASELINE))
     if not args.no_peers:
         from benchmarks.peers import langchain_missing, run_bare_loop, run_langchain
@@ -349,16 +349,11 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
 
     engines: list[dict[str, Any]] = []
     if args.engines != "none":
-        from benchmarks.quality import engine_specs
-        from milvus_ingest.encoders.cpu import cpu_features
-        from milvus_ingest.encoders.engines import decide_engine, gpu_info
+        from benchmarks.quality import chosen_specs
+        from milvus_ingest.encoders.engines import decide_engine
 
-        auto = decide_engine(m.name, "auto", "auto", m.device)
-        auto_spec = f"{auto.backend} {auto.precision}" + (
-            f"-{auto.as_dict()['int8_weights']}" if auto.precision == "int8" else "")
-        specs = [s.strip() for s in args.engines.split(",")] if args.engines else engine_specs(
-            cpu_features(), gpu_info(m.device)[0])
-        specs = list(dict.fromkeys([BASELINE, *specs]))
+        auto_spec = spec_of(decide_engine(m.name, "auto", "auto", m.device).as_dict())
+        specs = chosen_specs(args.engines, m)
         eval_sets = [] if args.eval_sets == ["none"] else [Path(d) for d in args.eval_sets]
         set_threads(primary)
         engines = engine_rows(settings, texts, specs, loaded, auto_spec, eval_sets)
@@ -382,7 +377,7 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
         "ingest_seconds_median": {str(t): round(v, 3) for t, v in ingest_by_threads.items()},
         "rerun_speedup": round(first / rerun_s, 1) if rerun_s else None,
         "repeat": args.repeat,
-        **_engine_summary(results, engines, ceiling_by_threads.get(n_primary), spec_of(ef)),
+        **_engine_summary(results, engines, ceiling_by_threads.get(n_primary), spec_of(ef.engine_info)),
     }
     for r in results:
         base = ceiling_by_threads.get(r.threads or n_primary)

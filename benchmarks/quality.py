@@ -52,6 +52,17 @@ def engine_specs(features: set[str], has_gpu: bool) -> list[str]:
     return rows + [f"onnx int8-{here}", f"onnx int8-{'u8' if here == 's8' else 's8'}"]
 
 
+def chosen_specs(engines: str | None, model: Any) -> list[str]:
+    """``--engines`` (comma-separated) or every row worth running here; the baseline always first."""
+    from milvus_ingest.encoders.cpu import cpu_features
+    from milvus_ingest.encoders.engines import gpu_info
+
+    specs = [s.strip() for s in engines.split(",") if s.strip()] if engines else engine_specs(
+        cpu_features(), gpu_info(model.device)[0]
+    )
+    return list(dict.fromkeys([BASELINE, *specs]))
+
+
 @contextlib.contextmanager
 def forced_scheme(spec: str) -> Iterator[None]:
     """Build ``onnx int8-<scheme>`` with that scheme whatever the CPU would get (its kernels stay this CPU's)."""
@@ -188,15 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.measure import describe_machine, machine_info, note
     from milvus_ingest.config import load_settings
     from milvus_ingest.encoders.cpu import cpu_features
-    from milvus_ingest.encoders.engines import gpu_info
 
     settings = load_settings(args.config)
     features = cpu_features()
-    specs = [s.strip() for s in args.engines.split(",")] if args.engines else engine_specs(
-        features, gpu_info(settings.model.device)[0]
-    )
-    if BASELINE not in specs:
-        specs.insert(0, BASELINE)
+    specs = chosen_specs(args.engines, settings.model)
     datasets = [Path(d) for d in args.datasets]
     reference = REFERENCES.get(settings.model.name)
     engines, cosines = {}, {}

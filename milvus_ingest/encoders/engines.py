@@ -50,6 +50,7 @@ class Engine(Protocol):
     backend: str
     precision: str
     device: str
+    batch_size: int
 
     @property
     def dim(self) -> int: ...

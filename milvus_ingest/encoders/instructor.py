@@ -116,7 +116,6 @@ class InstructorEmbeddingFunction:
         self.model_name = model_name
         self.query_instruction = query_instruction
         self.doc_instruction = doc_instruction
-        self.batch_size = batch_size
         self.normalize_embeddings = normalize_embeddings
         path = resolve_model_path(model_name)
         choice = decide_engine(model_name, backend, precision, device, for_queries)
@@ -154,6 +153,14 @@ class InstructorEmbeddingFunction:
         )
 
     # -- properties ---------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return int(self.engine.batch_size)
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        self.engine.batch_size = value
+
     @property
     def dim(self) -> int:
         return self.engine.dim
