@@ -60,7 +60,7 @@ def _torch_encoder(model: str, precision: str, args: argparse.Namespace) -> Call
     from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction
 
     ef = InstructorEmbeddingFunction(
-        model, batch_size=args.batch_size, device="cpu", precision=precision, threads=args.threads
+        model, batch_size=args.batch_size, device="cpu", precision=precision, threads=args.threads, backend="torch"
     )
     return lambda texts: ef.encode_array(texts, INSTRUCTION)
 

@@ -11,8 +11,17 @@ one loaded model:
 - optional: the same with synchronous writes (``--sync-writer``: is the writer thread worth it?);
 - the unchanged re-run, in this process and as a new ``python -m flows.ingest`` process;
 - the Prefect flow on a running Prefect server (its start-up reported apart);
-- peers: langchain-milvus ``Milvus.from_documents`` and a bare encode+insert loop;
+- the whole-process ingest: ``python -m flows.ingest --no-flow`` into a new collection, timed
+  from outside, against the ceiling (the raw encode of the same engine on the same chunks);
+- peers: langchain-milvus ``Milvus.from_documents`` and a bare encode+insert loop, both on the
+  torch fp32 model (what they run);
+- one row per engine (backend × precision, ``benchmarks.engine_rows``): raw encode speed on the
+  same chunks, × torch fp32, × the peers' fp32 loop, nDCG@10 delta to torch fp32 on the
+  evaluation sets (``--eval-sets``), cosine agreement with torch fp32; the ``auto`` row marked;
 - padding waste of each batching policy, and bf16/fp16 agreement with fp32 on a sample.
+
+The pipeline phases run on the config's engine (``model.backend`` / ``model.precision``, ``auto``
+by default).
 
 It prints a table (stdout) and writes JSON (``--json``).  This module must never report a figure
 it did not measure in this run, and never touch a Milvus database or Prefect server it did not
@@ -54,6 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-peers", action="store_true", help="skip langchain-milvus and the bare loop")
     parser.add_argument("--precision-sample", type=int, default=32, help="chunks for the bf16/fp16 check (0: skip)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (corpus, databases)")
+    parser.add_argument("--engines", help="engine rows, e.g. 'torch fp32,onnx int8-s8' (default: all here; none: skip)")
+    parser.add_argument("--eval-sets", nargs="+", default=[str(REPO / "tests" / "data" / d) for d in
+                                                          ("beir-mini", "debian-faq", "zsh-faq", "ffmpeg-faq")],
+                        help="BEIR folders for the engine rows' nDCG@10 (default: the four in tests/data; none: skip)")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -138,10 +151,10 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
 
     info = machine_info()
     note(f"corpus {corpus}; loading the model {settings.model.name}")
-    with measure() as load_phase:
-        import torch
+    import torch  # the peers and the thread sweep need it whatever engine the pipeline runs
 
-        default_threads = torch.get_num_threads()
+    default_threads = torch.get_num_threads()
+    with measure() as load_phase:
         from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction
         from milvus_ingest.ingest import WINDOW_BATCHES, IngestOptions, Ingestor, run_ingest
         from milvus_ingest.reading import inspect_source, iter_blocks
@@ -151,8 +164,9 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
         ef = InstructorEmbeddingFunction(
             model_name=m.name, query_instruction=m.query_instruction, doc_instruction=m.doc_instruction,
             batch_size=m.batch_size, device=m.device, normalize_embeddings=m.normalize_embeddings,
-            precision=m.precision, threads=m.threads,
+            precision=m.precision, threads=m.threads, backend=m.backend,
         )
+    note(f"engine: {ef.backend} {ef.precision} ({ef.engine_info['reason']})")
     threads_list = args.thread_list or [m.threads]
     primary = threads_list[0]
 
@@ -271,6 +285,16 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
     else:
         notes.append(f"CLI re-run failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
 
+    # -- the whole process: a new CLI process ingesting into a new collection -----------------
+    from benchmarks.engine_rows import engine_rows, spec_of, whole_process_ingest
+
+    try:
+        results.append(whole_process_ingest(corpus, config_file, str(work / "whole.db"), n_primary))
+        if ef.backend == "onnx":
+            notes.append("the ONNX engine runs model.threads intra-op threads (0: all cores); --threads sweeps torch")
+    except RuntimeError as exc:
+        notes.append(f"whole-process ingest failed: {exc}")
+
     # -- the Prefect flow -------------------------------------------------------------------
     if not args.no_flow:
         from benchmarks.flowrun import run_flow
@@ -293,6 +317,10 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
     # -- peers --------------------------------------------------------------------------------
     index_params = {"index_type": settings.milvus.index_type, "metric_type": settings.milvus.metric_type,
                     "params": dict(settings.milvus.index_params)}
+    from benchmarks.quality import BASELINE, load_engine
+
+    loaded = {spec_of(ef.engine_info): ef}
+    peer_ef = loaded.get(BASELINE) or loaded.setdefault(BASELINE, load_engine(m, BASELINE))
     if not args.no_peers:
         from benchmarks.peers import langchain_missing, run_bare_loop, run_langchain
 
@@ -302,12 +330,12 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
         else:
             note("peer: langchain-milvus")
             try:
-                results.append(run_langchain(ef, chunks, str(work / "langchain.db"), index_params))
+                results.append(run_langchain(peer_ef, chunks, str(work / "langchain.db"), index_params))
                 results[-1].threads = n_primary
             except Exception as exc:  # noqa: BLE001
                 notes.append(f"langchain-milvus peer failed: {type(exc).__name__}: {str(exc)[:200]}")
         note("peer: bare loop")
-        results.append(run_bare_loop(ef, chunks, str(work / "loop.db"), index_params, m.batch_size))
+        results.append(run_bare_loop(peer_ef, chunks, str(work / "loop.db"), index_params, m.batch_size))
         results[-1].threads = n_primary
     else:
         notes.append("peers skipped (--no-peers)")
@@ -317,7 +345,18 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
         from benchmarks.precision import compare_precisions, sample_texts
 
         note(f"precision check on {args.precision_sample} chunks")
-        precision = compare_precisions(ef, m, sample_texts(texts, args.precision_sample))
+        precision = compare_precisions(peer_ef, m, sample_texts(texts, args.precision_sample))
+
+    engines: list[dict[str, Any]] = []
+    if args.engines != "none":
+        from benchmarks.quality import chosen_specs
+        from milvus_ingest.encoders.engines import decide_engine
+
+        auto_spec = spec_of(decide_engine(m.name, "auto", "auto", m.device).as_dict())
+        specs = chosen_specs(args.engines, m)
+        eval_sets = [] if args.eval_sets == ["none"] else [Path(d) for d in args.eval_sets]
+        set_threads(primary)
+        engines = engine_rows(settings, texts, specs, loaded, auto_spec, eval_sets)
 
     ceiling_by_threads = {t: median([x.seconds for x in v]) for t, v in ceilings.items()}
     ingest_by_threads = {t: median([x.seconds for x in v]) for t, v in ingests.items()}
@@ -338,6 +377,7 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
         "ingest_seconds_median": {str(t): round(v, 3) for t, v in ingest_by_threads.items()},
         "rerun_speedup": round(first / rerun_s, 1) if rerun_s else None,
         "repeat": args.repeat,
+        **_engine_summary(results, engines, ceiling_by_threads.get(n_primary), spec_of(ef.engine_info)),
     }
     for r in results:
         base = ceiling_by_threads.get(r.threads or n_primary)
@@ -346,7 +386,8 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
         "machine": info,
         "config": str(args.config),
         "model": {"name": m.name, "device": ef.device, "dim": ef.dim, "batch_size": m.batch_size,
-                  "precision": m.precision, "threads_config": m.threads, "torch_default_threads": default_threads,
+                  "precision": ef.precision, "backend": ef.backend, "engine": ef.engine_info,
+                  "threads_config": m.threads, "torch_default_threads": default_threads,
                   "load_seconds": round(load_phase.wall, 3)},
         "chunking": settings.chunking.model_dump(),
         "milvus": {"backend": "lite", "index_type": settings.milvus.index_type, "metric_type": settings.milvus.metric_type},
@@ -359,8 +400,28 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
         "summary": summary,
         "padding": padding,
         "precision": precision,
+        "engines": engines,
         "notes": notes,
     }
+
+
+def _engine_summary(results: list[Any], engines: list[dict[str, Any]], ceiling: float | None, spec: str) -> dict[str, Any]:
+    """The engine figures the issue asks for: auto against the peers' loop, whole process against the ceiling."""
+    by_name = {r.name: r for r in results}
+    loop = by_name.get("bare loop: ST encode + insert")
+    ingest = by_name.get("ingest: run_ingest")
+    whole = by_name.get("ingest, whole process (CLI, new collection)")
+    auto = next((e for e in engines if e["auto"]), None)
+    out: dict[str, Any] = {"pipeline_engine": spec}
+    if loop and loop.seconds:
+        if auto:
+            out["auto_encode_vs_peers_loop"] = round(auto["chunks_per_second"] / loop.chunks_per_second, 3)
+        if ingest:
+            out["ingest_vs_peers_loop"] = round(ingest.chunks_per_second / loop.chunks_per_second, 3)
+    if whole and ceiling:
+        out["whole_process_vs_ceiling"] = round(ceiling / whole.seconds, 3)
+        out["whole_process_model_load"] = whole.stages.get("model_load")
+    return out
 
 
 def _cos(value: float | None) -> str | None:
@@ -406,6 +467,18 @@ def print_report(results: dict[str, Any]) -> None:
     print(format_rows(["batching policy", "batches", "tokens", "token slots", "padding"],
                       [[p["policy"], p["batches"], p["tokens"], p["slots"], f"{100 * p['padding_waste']:.1f}%"]
                        for p in results["padding"]]))
+    if results["engines"]:
+        from benchmarks.engine_rows import format_engine_rows
+
+        loop = next((r for r in results["results"] if r["name"].startswith("bare loop")), None)
+        print()
+        print(format_engine_rows(results["engines"], loop["chunks_per_second"] if loop else None))
+        print(f"CPU flags: {', '.join(results['model']['engine']['cpu_features'])}")
+    for key, label in (("ingest_vs_peers_loop", f"ingest on {s['pipeline_engine']} / peers' fp32 loop"),
+                       ("whole_process_vs_ceiling", "whole-process ingest / ceiling"),
+                       ("whole_process_model_load", "whole-process model load, s")):
+        if s.get(key) is not None:
+            print(f"{label}: {s[key]}")
     if results["precision"]:
         print()
         print(format_rows(["precision", "device", "rows", "s", "speed vs fp32", "cosine min", "cosine mean", "note"],

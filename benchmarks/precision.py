@@ -66,6 +66,7 @@ def compare_precisions(ef: Any, model_settings: Any, texts: Sequence[str], preci
                 device=ef.device,
                 normalize_embeddings=ef.normalize_embeddings,
                 precision=precision,
+                backend="torch",
                 threads=torch.get_num_threads(),  # the caller's setting, not the default
             )
             other.encode_array(texts[:2], other.doc_instruction)

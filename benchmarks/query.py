@@ -1,8 +1,9 @@
 """``python -m benchmarks.query``: latency per question, one at a time vs. 100 in one batch, model loaded.
 
 Ingests a small generated corpus (or ``--corpus DIR``) into a fresh Milvus Lite folder, then, for
-each query encoder the search can use (``light``: the NumPy encoder ``flows.search`` loads;
-``full``: sentence-transformers), measures with the encoder already loaded:
+each engine the search can encode questions with (``onnx``: ONNX Runtime, what ``flows.search``
+loads under ``model.backend: auto``; ``torch``: sentence-transformers), measures with the encoder
+already loaded:
 
 - one question: ``encode_array([q])`` and ``Searcher.search([q])`` (encode + Milvus), median of
   ``--single`` calls;
@@ -46,14 +47,20 @@ def make_questions(n: int, seed: int = 11) -> list[str]:
     ]
 
 
+def engine_model(model: Any, kind: str) -> Any:
+    """The config's model settings on the ``onnx`` or ``torch`` engine (precision: that engine's auto)."""
+    return model.model_copy(update={"backend": kind, "precision": "auto"})
+
+
 def cold_load_seconds(config: str, kind: str) -> float | None:
     """Seconds a *new* process takes to import and load this query encoder (what a search pays)."""
     code = (
         "import sys, time; t = time.perf_counter()\n"
         "from milvus_ingest.config import load_settings\n"
-        "from milvus_ingest.encoders.query_encoder import load_query_encoder\n"
+        "from milvus_ingest.retrieval import load_query_encoder\n"
         "m = load_settings(sys.argv[1]).model\n"
-        "load_query_encoder(m, m.query_instruction, light=sys.argv[2] == 'light')\n"
+        "m = m.model_copy(update={'backend': sys.argv[2], 'precision': 'auto'})\n"
+        "load_query_encoder(m, m.query_instruction)\n"
         "print(time.perf_counter() - t)\n"
     )
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -79,12 +86,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--questions", type=int, default=100, help="questions in the batch (default 100)")
     parser.add_argument("--single", type=int, default=20, help="one-question calls to take the median of")
     parser.add_argument("--top-k", type=int, default=5)
-    parser.add_argument("--encoders", default="light,full", help="light, full, or both (default light,full)")
+    parser.add_argument("--encoders", default="onnx,torch", help="onnx, torch, or both (default onnx,torch)")
     parser.add_argument("--json", metavar="OUT", help="write the results as JSON here")
     args = parser.parse_args(argv)
     args.encoder_list = [e.strip() for e in args.encoders.split(",") if e.strip()]
-    if not args.encoder_list or set(args.encoder_list) - {"light", "full"}:
-        parser.error("--encoders takes light and/or full, e.g. light,full")
+    if not args.encoder_list or set(args.encoder_list) - {"onnx", "torch"}:
+        parser.error("--encoders takes onnx and/or torch, e.g. onnx,torch")
     if args.questions < 1 or args.single < 1:
         parser.error("--questions and --single must be at least 1")
     return args
@@ -119,13 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         report = run_ingest(settings, [str(corpus)])
         note(f"{report.chunks} chunks in {report.seconds:.0f} s")
         questions = make_questions(args.questions)
-        from milvus_ingest.encoders.query_encoder import load_query_encoder
-        from milvus_ingest.retrieval import Searcher
+        from milvus_ingest.retrieval import Searcher, load_query_encoder
 
         for kind in args.encoder_list:
             note(f"encoder: {kind}")
             load_s = cold_load_seconds(args.config, kind)
-            encoder = load_query_encoder(settings.model, settings.model.query_instruction, light=(kind == "light"))
+            encoder = load_query_encoder(engine_model(settings.model, kind), settings.model.query_instruction)
             with Searcher(settings, encoder=encoder) as searcher:
                 instruction = searcher.query_instruction
                 encoder.encode_array(questions[:2], instruction)  # warm-up
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                 batch_search = _timed(searcher.search, questions, args.top_k)
             rows.append({
                 "encoder": kind,
-                "class": type(encoder).__name__,
+                "class": f"{encoder.backend} {encoder.precision}",
                 "cold_load_seconds": round(load_s, 3) if load_s is not None else None,
                 "one_encode_ms": round(1000 * median(one_encode), 2),
                 "one_search_ms": round(1000 * median(one_search), 2),

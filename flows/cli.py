@@ -248,7 +248,9 @@ def add_params_options(
             continue
         help_text = field.description or ""
         if name == positional:
-            parser.add_argument(name, nargs="+", metavar=name.rstrip("s").upper(), help=help_text)
+            many = _plain_type(field.annotation) is list
+            metavar = (name.rstrip("s") if many else name).upper()
+            parser.add_argument(name, nargs="+" if many else None, metavar=metavar, help=help_text)
             continue
         flag = flag_of(name, field)
         kind = _plain_type(field.annotation)

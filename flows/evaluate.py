@@ -43,6 +43,8 @@ class EvaluateParams(BaseModel):
     )
     k: int = Field(default=10, ge=1, le=1000)
     split: str = "test"
+    backend: str | None = Field(default=None, description="encoder engine: auto, torch or onnx (default: the config's)")
+    precision: str | None = Field(default=None, description="auto, fp32, fp16, bf16 or int8 (default: the config's)")
     out: str | None = Field(default=None, description="write per-query results as JSON to this file")
 
 
@@ -62,6 +64,8 @@ def print_report(report: EvaluationReport, stream: Any = sys.stdout) -> None:
             f"{report.dataset} (split {report.split}): {report.documents} documents, {report.queries} judged queries",
         ),
         ("model", report.model),
+        *([("engine", f"{report.engine['backend']} {report.engine['precision']}: {report.engine['reason']}")]
+          if report.engine else []),
         ("scratch", f"{report.collection} at {report.uri} (dropped)"),
         (
             "chunks",
@@ -98,6 +102,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--k", type=int, default=10, help="cut-off of nDCG, Recall and MRR (default 10; Recall@100 too)"
     )
     parser.add_argument("--split", default="test", help="qrels split (default test)")
+    parser.add_argument("--backend", choices=["auto", "torch", "onnx"], help="encoder engine (default: the config's)")
+    parser.add_argument(
+        "--precision", choices=["auto", "fp32", "fp16", "bf16", "int8"], help="encoder precision (default: the config's)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object: the metrics and queries")
     parser.add_argument("--out", help="write per-query results as JSON to FILE")
     parser.add_argument("--flow", action="store_true", help="run as a Prefect flow run (artifacts; slower start)")
@@ -106,13 +114,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = settings_with_overrides(args.config, args.uri)  # fail fast
+    settings = settings_with_overrides(args.config, args.uri, backend=args.backend, precision=args.precision)  # fail fast
     if not 1 <= args.k <= 1000:
         raise ConfigError(f"--k must be between 1 and 1000, got {args.k}")
     if args.flow:
         summary = evaluate(
             EvaluateParams(
-                dataset=args.dataset, config=args.config, uri=args.uri, k=args.k, split=args.split, out=args.out
+                dataset=args.dataset, config=args.config, uri=args.uri, k=args.k, split=args.split, out=args.out,
+                backend=args.backend, precision=args.precision,
             )
         )
         print(json.dumps(summary) if args.json else format_table(list(summary.items())))
@@ -137,7 +146,7 @@ from prefect import flow  # noqa: E402 - only for the flow and --flow
 @flow(name="evaluate", log_prints=False, validate_parameters=True)
 def evaluate(params: EvaluateParams) -> dict[str, float | int]:
     """Evaluate retrieval on a dataset; returns the metrics and ``queries`` (also an artifact)."""
-    settings = settings_with_overrides(params.config, params.uri)
+    settings = settings_with_overrides(params.config, params.uri, backend=params.backend, precision=params.precision)
     report = evaluate_dataset(settings, params.dataset, k=params.k, split=params.split, uri=params.uri)
     if params.out:
         write_details(report, params.out)

@@ -96,6 +96,9 @@ def print_summary(summary: dict[str, Any], stream: Any = sys.stdout) -> None:
         ("seconds", f"{summary['seconds']:.2f} (model load {stages['model_load']:.2f}, encode {stages['encode']:.2f}, write {stages['write']:.2f})"),
         ("chunks/s", f"{summary['chunks_per_second']:.1f}"),
     ]
+    engine = summary.get("engine")
+    if engine:
+        rows.append(("engine", f"{engine['backend']} {engine['precision']}: {engine['reason']}"))
     print(format_table(rows), file=stream)
 
 

@@ -3,8 +3,9 @@
 ``python -m flows.search QUESTION...`` prints ranked hits per question (a table on a terminal,
 one JSON object per question with ``--json``) or, with ``--context``, a citable context block per
 question.  The command line is interactive, so it never imports Prefect unless ``--flow`` asks
-for a flow run (a temporary Prefect server costs ~10 s here), and it encodes questions with the
-NumPy query encoder (``milvus_ingest.encoders.query_encoder``: no torch, no sentence-transformers import).  Python callers that want
+for a flow run (a temporary Prefect server costs ~10 s here), and it encodes questions on ONNX
+Runtime (``milvus_ingest.retrieval.load_query_encoder``: no torch, no sentence-transformers import
+once the model's export is cached; the first search exports it).  Python callers that want
 no Prefect import use ``milvus_ingest.retrieval.search_questions``.  This module must never hold search
 logic, and never put the Milvus token in a parameter, a log line or an artifact.
 """

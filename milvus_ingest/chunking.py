@@ -46,21 +46,22 @@ class _Unit:
 class TokenCounter:
     """Counts and locates tokens with a model's own (fast) tokenizer, never truncating.
 
-    Uses the Rust ``tokenizers.Tokenizer`` behind a Hugging Face fast tokenizer with truncation
-    and padding switched off (some ``tokenizer.json`` files ship with ``max_length`` 128 and
-    padding on, which would make every count wrong).
+    Takes a ``tokenizers.Tokenizer`` (the ONNX engine's) or the Rust one behind a Hugging Face
+    fast tokenizer (the torch engine's), and works on a private copy with truncation and padding
+    switched off (some ``tokenizer.json`` files ship with ``max_length`` 128 and padding on, and
+    the ONNX engine truncates at the model's limit: either would make counts wrong).
     """
 
     def __init__(self, tokenizer: Any):
-        backend = getattr(tokenizer, "backend_tokenizer", None)
+        from tokenizers import Tokenizer
+
+        backend = tokenizer if isinstance(tokenizer, Tokenizer) else getattr(tokenizer, "backend_tokenizer", None)
         if backend is None:
             raise ConfigError(
                 f"the model's tokenizer ({type(tokenizer).__name__}) is not a fast tokenizer; "
                 "token-aware chunking needs one (a tokenizer.json in the model folder)"
             )
         # A private copy: the model's own tokenizer keeps its settings.
-        from tokenizers import Tokenizer
-
         self._tok = Tokenizer.from_str(backend.to_str())
         self._tok.no_truncation()
         self._tok.no_padding()

@@ -73,8 +73,12 @@ class ModelSettings(_Strict):
     query_instruction: str = "Represent the question for retrieval:"
     batch_size: int = Field(default=32, ge=1, le=4096)
     device: str = "auto"
-    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
-    #: torch intra-op threads; 0 keeps torch's default.  See the benchmark for why it matters.
+    #: The encoder engine: ``torch`` (sentence-transformers) or ``onnx`` (ONNX Runtime on the CPU,
+    #: exported once and cached); ``auto`` picks from this machine's CPU/GPU and measured quality.
+    backend: Literal["auto", "torch", "onnx"] = "auto"
+    #: ``int8`` needs the ONNX engine, ``fp16`` a GPU, ``bf16`` the torch engine; ``auto``: see docs/engines.md.
+    precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"
+    #: The engine's intra-op threads; 0 keeps its default.  See the benchmark for why it matters.
     threads: int = Field(default=0, ge=0, le=512)
     normalize_embeddings: bool = True
 
@@ -84,6 +88,15 @@ class ModelSettings(_Strict):
         if value not in {"auto", "cpu", "mps"} and not (value == "cuda" or value.startswith("cuda:")):
             raise ValueError("device is one of auto, cpu, cuda, cuda:N, mps")
         return value
+
+    @model_validator(mode="after")
+    def _engine_combination(self) -> ModelSettings:
+        from milvus_ingest.encoders.engines import combo_problem
+
+        problem = combo_problem(self.backend, self.precision, self.device)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class ChunkSettings(_Strict):
@@ -145,7 +158,7 @@ def _format_validation_error(path: Path | str, error: ValidationError) -> str:
         if item["type"] == "extra_forbidden":
             problems.append(f"unknown key '{where}'")
         else:
-            problems.append(f"{where}: {item['msg']}")
+            problems.append(f"{where}: {str(item['msg']).removeprefix('Value error, ')}")
     return f"config {path}: " + "; ".join(problems) + " (see config/default.yaml for every key)"
 
 
@@ -194,6 +207,8 @@ def settings_with_overrides(
     uri: str | None = None,
     collection: str | None = None,
     model: str | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
 ) -> Settings:
     """Config file, then env (inside ``load_settings``), then command-line flags: the last wins.
 
@@ -215,4 +230,18 @@ def settings_with_overrides(
         except ValidationError as exc:  # pydantic validates assignments too
             reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
             raise UsageError(f"{flag} {value!r}: {reason}") from None
+    engine = {k: v for k, v in (("backend", backend), ("precision", precision)) if v}
+    if engine:  # validated together: one flag may only make sense with the other
+        try:
+            settings.model = ModelSettings.model_validate({**settings.model.model_dump(), **engine})
+        except ValueError as exc:
+            raise UsageError(f"bad --backend/--precision: {_last_message(exc)}") from None
     return settings
+
+
+def _last_message(exc: ValueError) -> str:
+    """pydantic's message without its "Value error," prefix and its documentation link."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and "errors.pydantic.dev" not in line]
+    text = lines[-1] if lines else str(exc)
+    text = text.split(" [type=")[0]
+    return text.removeprefix("Value error, ")

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from milvus_ingest.config import Settings
+from milvus_ingest.config import ModelSettings, Settings
 from milvus_ingest.errors import BadFilterError, CollectionMismatchError, ConfigError, StoreError
 from milvus_ingest.store.search import check_filter, index_type, read_search_meta, search_hits, search_params_for
 from milvus_ingest.store import SCALAR_FIELDS, CollectionMeta, MilvusStore
@@ -68,8 +68,9 @@ class Searcher:
     """One collection, checked once, and (lazily) the query encoder for it.
 
     ``encoder`` reuses a loaded model (anything with ``encode_array(texts, instruction)``, ``dim``
-    and ``model_name``); otherwise the configured model is loaded on the first search, with the
-    NumPy query encoder where it is exact (``milvus_ingest.encoders.query_encoder``; ``light=False`` forces the full one).
+    and ``model_name``); otherwise the configured model is loaded on the first search with the
+    engine for questions (``InstructorEmbeddingFunction(for_queries=True)``: ONNX Runtime fp32
+    under ``model.backend: auto``, no torch import once the model's export is cached).
     """
 
     def __init__(
@@ -77,14 +78,12 @@ class Searcher:
         settings: Settings,
         encoder: Any = None,
         store: MilvusStore | None = None,
-        light: bool | None = None,
     ):
         self.settings = settings
         self._own_store = store is None
         # A private copy of the Milvus settings: the metric is set to the collection's below.
         self.store = store or MilvusStore(settings.milvus.model_copy(deep=True))
         self._encoder = encoder
-        self._light = light
         try:
             self.meta = self._check_collection()
             self.index_type = self._index_type()
@@ -137,9 +136,7 @@ class Searcher:
     @property
     def encoder(self) -> Any:
         if self._encoder is None:
-            from milvus_ingest.encoders.query_encoder import load_query_encoder
-
-            encoder = load_query_encoder(self.settings.model, self.query_instruction, light=self._light)
+            encoder = load_query_encoder(self.settings.model, self.query_instruction)
             _check_dim(encoder, self.meta, self.store.collection, self.settings.model.name)
             self._encoder = encoder
         return self._encoder
@@ -203,6 +200,13 @@ class Searcher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def load_query_encoder(model: ModelSettings, query_instruction: str) -> Any:
+    """The configured model, on the engine for questions, with the collection's query instruction."""
+    from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction
+
+    return InstructorEmbeddingFunction.from_settings(model, query_instruction=query_instruction, for_queries=True)
 
 
 def _check_dim(encoder: Any, meta: CollectionMeta, collection: str, model: str) -> None:

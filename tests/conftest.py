@@ -18,6 +18,8 @@ import pytest
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="flows-tests-"))
 os.environ.setdefault("PREFECT_HOME", str(_SESSION_TMP / "prefect"))
 os.environ["HF_HUB_OFFLINE"] = "1"
+# ONNX exports go to the session's own cache, never the user's ~/.cache (subprocesses inherit it).
+os.environ["MILVUS_INGEST_CACHE"] = str(_SESSION_TMP / "onnx-cache")
 from flows.cli import quiet_environment  # noqa: E402
 
 quiet_environment(one_off=True)
@@ -32,17 +34,26 @@ from tests.support.corpus import (  # noqa: E402
 
 @pytest.fixture(scope="session")
 def t5_embedder():
-    """The tiny T5 Instructor model (48-d, SentencePiece): fast enough for every ingest test."""
+    """The tiny T5 Instructor model (48-d, SentencePiece) on torch fp32: fast enough for every ingest test."""
     from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction
 
-    return InstructorEmbeddingFunction(str(T5_MODEL), batch_size=16, device="cpu")
+    return InstructorEmbeddingFunction(str(T5_MODEL), batch_size=16, device="cpu", backend="torch", precision="fp32")
+
+
+@pytest.fixture(scope="session")
+def t5_onnx():
+    """The tiny T5 on ONNX Runtime fp32: building it exports the model into the session's cache,
+    so search subprocesses find the export and never import torch."""
+    from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction
+
+    return InstructorEmbeddingFunction(str(T5_MODEL), batch_size=16, device="cpu", backend="onnx", precision="fp32")
 
 
 @pytest.fixture(scope="session")
 def minilm_embedder():
     from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction
 
-    return InstructorEmbeddingFunction(MINILM_MODEL, batch_size=16, device="cpu")
+    return InstructorEmbeddingFunction(MINILM_MODEL, batch_size=16, device="cpu", backend="torch", precision="fp32")
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,9 @@ NDCG_TOLERANCE = 0.005
 #: measured one is taken as proof.
 COSINE_MIN_BOUND = 0.995
 COSINE_MEAN_BOUND = 0.998
+#: Speed differences below this share are run-to-run noise on a shared box: ONNX fp32 within it
+#: counts as "as fast as torch fp32", and then wins, since it starts without importing torch.
+SPEED_NOISE = 0.05
 
 
 def _proc_flags(cpuinfo: Path) -> set[str]:
@@ -80,7 +83,7 @@ def int8_scheme(features: set[str]) -> str:
     return "s8" if features & _VNNI else "u8"
 
 
-def _int8_verdict(quality: dict[str, float] | None) -> tuple[bool, str]:
+def int8_verdict(quality: dict[str, float] | None) -> tuple[bool, str]:
     """Whether int8 is proven good enough, and the evidence, from measured figures."""
     quality = quality or {}
     if "int8_ndcg_delta" in quality:
@@ -96,19 +99,85 @@ def _int8_verdict(quality: dict[str, float] | None) -> tuple[bool, str]:
     return False, "no int8 quality measurement"
 
 
-def choose_engine(features: set[str], has_gpu: bool, quality: dict[str, float] | None = None) -> tuple[str, str, str]:
-    """``(backend, precision, reason)``: ``torch`` fp16/bf16, or ``onnx`` int8/fp32.
+def half_verdict(precision: str, quality: dict[str, float] | None) -> tuple[bool, str]:
+    """bf16/fp16 are allowed unless a measurement shows they lose more than the tolerance."""
+    key = f"{precision}_ndcg_delta"
+    if quality and key in quality:
+        delta = float(quality[key])
+        return delta <= NDCG_TOLERANCE, f"{precision} nDCG@10 delta {delta:+.4f} (tolerance {NDCG_TOLERANCE})"
+    return True, f"{precision} not measured on this model"
 
-    ``quality`` holds the model's measured int8 figures: ``int8_ndcg_delta`` (fp32 minus int8
-    nDCG@10, preferred) or ``int8_cosine_min`` + ``int8_cosine_mean`` (agreement with fp32 on the
-    reference pairs).
+
+def _faster(speed: dict[str, float] | None, one: str, other: str) -> bool | None:
+    """Whether engine ``one`` measured faster than ``other`` on this CPU class (None: unmeasured)."""
+    if not speed or one not in speed or other not in speed:
+        return None
+    return float(speed[one]) > float(speed[other])
+
+
+def _speed_note(speed: dict[str, float] | None, *engines: str) -> str:
+    known = [f"{e} {float(speed[e]):.2f}×" for e in engines if speed and e in speed]
+    return f" (measured × torch fp32 here: {', '.join(known)})" if known else ""
+
+
+def choose_engine(
+    features: set[str],
+    has_gpu: bool,
+    quality: dict[str, float] | None = None,
+    speed: dict[str, float] | None = None,
+    gpu_bf16: bool = False,
+) -> tuple[str, str, str]:
+    """``(backend, precision, reason)``: ``torch`` fp16/bf16/fp32, or ``onnx`` int8/fp32.
+
+    ``quality`` holds the model's measured figures: ``int8_ndcg_delta`` (fp32 minus int8
+    nDCG@10, the worst over the evaluation sets; preferred) or ``int8_cosine_min`` +
+    ``int8_cosine_mean`` (agreement with fp32 on the reference pairs), and ``bf16_ndcg_delta`` /
+    ``fp16_ndcg_delta``.  int8 needs proof; bf16/fp16 are refused only by a bad measurement.
+    ``speed`` holds measured speed-ups over torch fp32 on this CPU class (keys ``torch-bf16``,
+    ``onnx-int8``, ``onnx-fp32``): where both bf16 and int8 qualify, the faster measured one wins,
+    and without a measurement bf16 does.  ``gpu_bf16``: the GPU computes bf16 (else fp16).
     """
     if has_gpu:
-        return "torch", "fp16", "GPU present: torch fp16"
+        half = "bf16" if gpu_bf16 else "fp16"
+        ok, evidence = half_verdict(half, quality)
+        if ok:
+            return "torch", half, f"GPU present ({evidence}): torch {half}"
+        return "torch", "fp32", f"GPU present; {evidence}: torch fp32"
     native_bf16 = sorted(features & _BF16)
+    int8_ok, int8_evidence = int8_verdict(quality)
+    scheme = int8_scheme(features)
     if native_bf16:
-        return "torch", "bf16", f"CPU has native bf16 ({', '.join(native_bf16)}): torch bf16"
-    ok, evidence = _int8_verdict(quality)
-    if ok:
-        return "onnx", "int8", f"no native bf16; {evidence}: ONNX Runtime int8 ({int8_scheme(features)} weights)"
-    return "onnx", "fp32", f"no native bf16; {evidence}: ONNX Runtime fp32"
+        bf16_ok, bf16_evidence = half_verdict("bf16", quality)
+        where = f"CPU has native bf16 ({', '.join(native_bf16)})"
+        if int8_ok and (not bf16_ok or _faster(speed, "onnx-int8", "torch-bf16")):
+            why = bf16_evidence if not bf16_ok else "int8 measured faster than bf16"
+            return (
+                "onnx",
+                "int8",
+                f"{where}; {int8_evidence}; {why}{_speed_note(speed, 'onnx-int8', 'torch-bf16')}: "
+                f"ONNX Runtime int8 ({scheme} weights)",
+            )
+        if bf16_ok:
+            return "torch", "bf16", f"{where} ({bf16_evidence}; {int8_evidence}){_speed_note(speed, 'torch-bf16', 'onnx-int8')}: torch bf16"
+        int8_evidence = f"{bf16_evidence}; {int8_evidence}"
+    elif int8_ok:
+        return "onnx", "int8", f"no native bf16; {int8_evidence}: ONNX Runtime int8 ({scheme} weights)"
+    if speed and float(speed.get("onnx-fp32", 1.0)) < 1.0 - SPEED_NOISE:
+        return "torch", "fp32", f"{int8_evidence}; ONNX fp32 measured slower than torch fp32 here: torch fp32"
+    prefix = "no native bf16; " if not native_bf16 else ""
+    return "onnx", "fp32", f"{prefix}{int8_evidence}: ONNX Runtime fp32 (as fast as torch fp32, no torch import)"
+
+
+def cpu_class(features: set[str]) -> str:
+    """The class of CPU a speed measurement stands for: which kernels the engines get on it."""
+    if features & {"amx_bf16", "amx_int8"}:
+        return "amx"
+    if features & _BF16 and features & _VNNI:
+        return "avx512_bf16+vnni"
+    if features & _VNNI:
+        return "vnni"
+    if "avx512f" in features:
+        return "avx512"
+    if "avx2" in features:
+        return "avx2"
+    return "neon" if "neon" in features else "other"

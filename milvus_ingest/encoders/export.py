@@ -3,7 +3,8 @@
 An entry (``<cache>/<key>/``) holds ``model.onnx`` (the transformer: token ids → token
 embeddings; weights in ``model.onnx.data`` when the graph is large), the Dense weights as
 ``.npy``, the tokenizer.json and ``manifest.json`` (what the engine needs, and every file's
-size).  The key hashes the model folder's files and the versions of the tools that built the
+size).  An int8 entry is quantized from the fp32 entry of the same model (built first if
+missing), so a model is exported by torch once whatever precisions it runs in.  The key hashes the model folder's files and the versions of the tools that built the
 entry, so a changed weight file or a library upgrade builds a new entry.  Entries are written in
 a temporary folder and renamed into place: two processes never see half an entry.
 
@@ -26,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-from milvus_ingest.encoders.layout import MODEL_FILE, ModelLayout
+from milvus_ingest.encoders.layout import EXTERNAL_DATA_FILE, MODEL_FILE, ModelLayout
 from milvus_ingest.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -171,12 +172,15 @@ def _discard(folder: Path) -> None:
 
 
 def build_entry(layout: ModelLayout, precision: str, folder: Path, force_external_data: bool = False) -> None:
-    """Export (and for int8, quantize) into a temporary folder, then rename it to ``folder``."""
+    """Export (fp32) or quantize (int8, from the fp32 entry) into a temporary folder, then rename it."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
     try:
         log.info("exporting %s to ONNX (%s) in %s", layout.folder, precision, folder)
-        manifest = _export(layout, staging, precision, force_external_data)
+        if precision == "fp32":
+            manifest = _export(layout, staging, force_external_data)
+        else:
+            manifest = _quantize_from_fp32(layout, staging, precision, folder.parent, force_external_data)
         manifest["files"] = {p.name: p.stat().st_size for p in sorted(staging.iterdir())}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         try:
@@ -187,14 +191,40 @@ def build_entry(layout: ModelLayout, precision: str, folder: Path, force_externa
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _export(layout: ModelLayout, staging: Path, precision: str, force_external_data: bool) -> dict[str, Any]:
+def _export(layout: ModelLayout, staging: Path, force_external_data: bool) -> dict[str, Any]:
+    from milvus_ingest.encoders import torch_export
+
+    manifest = torch_export.export_model(layout, staging, force_external_data, EXTERNAL_DATA_BYTES)
+    manifest.update(format=FORMAT_VERSION, precision="fp32", source=str(layout.folder), tools=_tool_versions())
+    return manifest
+
+
+def _quantize_from_fp32(
+    layout: ModelLayout, staging: Path, precision: str, root: Path, force_external_data: bool
+) -> dict[str, Any]:
+    """int8 from the fp32 entry (built first if missing): no second torch export, and the search's
+    fp32 entry exists once an int8 ingest has run.  A cached fp32 graph that cannot be quantized is
+    taken for corrupt: rebuilt once, with a warning."""
     from milvus_ingest.encoders import torch_export
 
     scheme = precision.removeprefix("int8-")
-    if precision != "fp32" and scheme not in INT8_SCHEMES:
+    if scheme not in INT8_SCHEMES:
         raise ModelError(f"precision {precision!r} is not fp32 or int8-<{'|'.join(INT8_SCHEMES)}>")
-    manifest = torch_export.export_model(layout, staging, force_external_data, EXTERNAL_DATA_BYTES)
-    if precision != "fp32":
-        torch_export.quantize(staging, INT8_SCHEMES[scheme], manifest["external_data"])
-    manifest.update(format=FORMAT_VERSION, precision=precision, source=str(layout.folder), tools=_tool_versions())
+    for attempt in (1, 2):
+        source, _ = open_entry(layout, "fp32", lambda entry: None, root, force_external_data)
+        for name in source.manifest["files"]:
+            if name not in (MODEL_FILE, EXTERNAL_DATA_FILE):
+                shutil.copyfile(source.folder / name, staging / name)
+        try:
+            torch_export.quantize(
+                source.model_file, staging / MODEL_FILE, INT8_SCHEMES[scheme], source.manifest["external_data"]
+            )
+            break
+        except Exception as exc:  # noqa: BLE001 - an unreadable graph: the fp32 entry is damaged
+            if attempt == 2:
+                raise ModelError(f"model {layout.folder}: int8 quantization failed: {exc}") from None
+            log.warning("cached ONNX export %s cannot be quantized (%s): rebuilding it", source.folder, exc)
+            _discard(source.folder)
+    manifest = {k: v for k, v in source.manifest.items() if k != "files"}
+    manifest.update(precision=precision, tools=_tool_versions())
     return manifest

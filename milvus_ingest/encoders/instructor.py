@@ -1,13 +1,17 @@
-"""Instructor embeddings on current sentence-transformers, with the API shape Milvus users know.
+"""Instructor embeddings with the API shape Milvus users know, on the engine this machine runs best.
 
 ``InstructorEmbeddingFunction(model_name=…, query_instruction=…, doc_instruction=…)`` with
 ``encode_documents()``, ``encode_queries()`` and ``.dim``, as in pymilvus-model, but working on
 today's libraries: the model sees ``instruction + text.strip()`` and mean pooling skips the
-instruction's tokens (sentence-transformers' ``prompt=`` with ``Pooling(include_prompt=False)``),
-which reproduces the original ``InstructorEmbedding`` package's vectors (tested to 1e-5).
+instruction's tokens, which reproduces the original ``InstructorEmbedding`` package's vectors
+(tested to 1e-5).  Behind it runs an engine (``milvus_ingest.encoders.engines``): torch
+(sentence-transformers; fp32/fp16/bf16) or ONNX Runtime (fp32/int8), picked by ``backend`` and
+``precision`` (``auto``: measured, see ``engines.decide_engine``); vectors of every engine and
+precision of one model are compatible, so the collection records the model, not the engine.
 
-This module must never pad to the model's maximum length (batches pad to their longest item)
-and never truncate a document silently: chunks are sized by ``milvus_ingest.chunking`` to fit.
+This module must never import torch at import time, never pad to the model's maximum length
+(batches pad to their longest item) and never truncate a document silently: chunks are sized by
+``milvus_ingest.chunking`` to fit.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from milvus_ingest.encoders.engines import EngineChoice, build_engine, decide_engine, onnx_problem
 from milvus_ingest.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -82,27 +87,15 @@ def resolve_model_path(model_name: str) -> str:
     )
 
 
-def pick_device(device: str) -> str:
-    """``auto`` means the fastest device present: cuda, then Apple's mps, then cpu."""
-    import torch
-
-    if device != "auto":
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ModelError(f"device {device!r} asked for but no CUDA GPU is visible (use device: auto)")
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
 class InstructorEmbeddingFunction:
     """Encodes documents and queries with their instructions; rows are float32, L2-normalised.
 
-    ``precision`` is ``fp32`` (default), ``fp16`` (GPU) or ``bf16`` (GPU, or CPUs with AVX512-BF16
-    / AMX); ``threads`` sets torch's intra-op threads (0 keeps torch's default).
+    ``backend`` is ``auto``, ``torch`` or ``onnx``; ``precision`` is ``auto``, ``fp32``, ``fp16``
+    (GPU), ``bf16`` (GPU, or CPUs with AVX512-BF16 / AMX) or ``int8`` (ONNX Runtime);
+    ``threads`` sets the engine's intra-op threads (0 keeps its default); ``cache_dir`` is where
+    ONNX exports live (default ``$MILVUS_INGEST_CACHE`` or ~/.cache/milvus_ingest/onnx);
+    ``for_queries`` picks the engine for encoding questions (ONNX fp32 under ``auto``).
+    ``engine_choice`` says what runs and why.
     """
 
     def __init__(
@@ -113,54 +106,38 @@ class InstructorEmbeddingFunction:
         batch_size: int = 32,
         device: str = "auto",
         normalize_embeddings: bool = True,
-        precision: str = "fp32",
+        precision: str = "auto",
         threads: int = 0,
+        backend: str = "auto",
+        cache_dir: str | Path | None = None,
+        for_queries: bool = False,
         **kwargs: Any,
     ):
         self.model_name = model_name
         self.query_instruction = query_instruction
         self.doc_instruction = doc_instruction
-        self.batch_size = batch_size
         self.normalize_embeddings = normalize_embeddings
-        self.precision = precision
         path = resolve_model_path(model_name)
-
-        import torch
-
-        if threads and threads > 0:
-            torch.set_num_threads(threads)
-        self.device = pick_device(device)
-        try:
-            from sentence_transformers import SentenceTransformer
-
-            self._model = SentenceTransformer(path, device=self.device, **kwargs)
-        except ModelError:
-            raise
-        except Exception as exc:
-            raise ModelError(f"model {model_name!r} could not be loaded from {path}: {exc}") from None
-        pooling_found = False
-        for module in self._model:
-            if hasattr(module, "include_prompt"):
-                module.include_prompt = False  # Instructor: pool over the text, not the instruction
-                pooling_found = True
-        if not pooling_found:
-            raise ModelError(f"model {model_name!r} has no Pooling module: it is not an Instructor-style encoder")
-        if precision == "fp16":
-            self._model.half()
-        elif precision == "bf16":
-            self._model.to(torch.bfloat16)
-        elif precision != "fp32":
-            raise ModelError(f"precision {precision!r} is not one of fp32, fp16, bf16")
-        self._model.eval()
-        dim = self._model.get_embedding_dimension() if hasattr(
-            self._model, "get_embedding_dimension"
-        ) else self._model.get_sentence_embedding_dimension()
-        if not dim:
-            raise ModelError(f"model {model_name!r} does not report its embedding dimension")
-        self._dim = int(dim)
+        choice = decide_engine(model_name, backend, precision, device, for_queries)
+        if choice.backend == "onnx" and backend == "auto" and precision in ("auto", "fp32"):
+            problem = onnx_problem(path)
+            if problem:  # a model the ONNX engine does not reproduce: torch runs it as it always did
+                fallback = decide_engine(model_name, "torch", precision, device, for_queries)
+                choice = EngineChoice(
+                    fallback.backend, fallback.precision, f"{fallback.reason} (ONNX engine: {problem})",
+                    fallback.cpu_features,
+                )
+        self.engine_choice = choice
+        self.engine = build_engine(
+            choice, path, batch_size, device, normalize_embeddings, threads, cache_dir, label=model_name, **kwargs
+        )
+        log.info("encoder %s: %s %s (%s)", model_name, choice.backend, choice.precision, choice.reason)
+        self._counter: Any = None
 
     @classmethod
-    def from_settings(cls, model: Any, query_instruction: str | None = None) -> InstructorEmbeddingFunction:
+    def from_settings(
+        cls, model: Any, query_instruction: str | None = None, for_queries: bool = False
+    ) -> InstructorEmbeddingFunction:
         """Build from ``Settings.model``; ``query_instruction`` overrides it (the collection's own)."""
         return cls(
             model_name=model.name,
@@ -171,20 +148,56 @@ class InstructorEmbeddingFunction:
             normalize_embeddings=model.normalize_embeddings,
             precision=model.precision,
             threads=model.threads,
+            backend=model.backend,
+            for_queries=for_queries,
         )
 
     # -- properties ---------------------------------------------------------------------
     @property
+    def batch_size(self) -> int:
+        return int(self.engine.batch_size)
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        self.engine.batch_size = value
+
+    @property
     def dim(self) -> int:
-        return self._dim
+        return self.engine.dim
 
     @property
     def max_seq_length(self) -> int:
-        return int(self._model.max_seq_length)
+        return int(self.engine.max_seq_length)
 
     @property
     def tokenizer(self) -> Any:
-        return self._model.tokenizer
+        """The engine's tokenizer: a Hugging Face fast tokenizer (torch) or a ``tokenizers.Tokenizer``."""
+        return self.engine.tokenizer
+
+    @property
+    def backend(self) -> str:
+        return self.engine_choice.backend
+
+    @property
+    def precision(self) -> str:
+        return self.engine_choice.precision
+
+    @property
+    def device(self) -> str:
+        return str(self.engine.device)
+
+    @property
+    def engine_info(self) -> dict[str, Any]:
+        """Backend, precision, the reason and the CPU flags: what the run summary reports."""
+        return self.engine_choice.as_dict()
+
+    @property
+    def _model(self) -> Any:
+        """The SentenceTransformer behind the torch engine (benchmarks drive it directly)."""
+        model = getattr(self.engine, "model", None)
+        if model is None:
+            raise AttributeError(f"the {self.backend} engine has no SentenceTransformer model")
+        return model
 
     # -- encoding -----------------------------------------------------------------------
     def encode_documents(self, documents: list[str]) -> list[np.ndarray]:
@@ -205,24 +218,15 @@ class InstructorEmbeddingFunction:
         """As ``encode`` but one ``(n, dim)`` float32 array: what the pipeline writes."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        import torch
-
-        stripped = [str(t).strip() for t in texts]
-        with torch.inference_mode():
-            vectors = self._model.encode(
-                stripped,
-                prompt=instruction or None,
-                batch_size=self.batch_size,
-                normalize_embeddings=self.normalize_embeddings,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        return self.engine.encode_array(list(texts), instruction)
 
     def _warn_truncated(self, texts: list[str], instruction: str) -> None:
-        tokenizer = self.tokenizer
+        if self._counter is None:
+            from milvus_ingest.chunking import TokenCounter
+
+            self._counter = TokenCounter(self.tokenizer)
         limit = self.max_seq_length
-        for text in texts:
-            n = len(tokenizer(instruction + text.strip(), add_special_tokens=True)["input_ids"])
+        counts = self._counter.count_with_specials([instruction + str(t).strip() for t in texts])
+        for text, n in zip(texts, counts):
             if n > limit:
                 log.warning("query of %d tokens is cut to the model's %d: %.60r…", n, limit, text)

@@ -55,8 +55,12 @@ class OnnxEncoder:
 
     ``precision`` is ``fp32`` or ``int8`` (dynamic int8 weights, scheme picked for this CPU);
     ``threads`` is ONNX Runtime's intra-op thread count (0 = its default, every core);
-    ``cache_dir`` overrides ``$MILVUS_INGEST_CACHE`` / ~/.cache/milvus_ingest/onnx.
+    ``cache_dir`` overrides ``$MILVUS_INGEST_CACHE`` / ~/.cache/milvus_ingest/onnx; ``normalize``
+    False leaves rows unnormalised unless the model has a Normalize module (as sentence-transformers).
     """
+
+    backend = "onnx"
+    device = "cpu"
 
     def __init__(
         self,
@@ -66,6 +70,7 @@ class OnnxEncoder:
         batch_size: int = 32,
         cache_dir: str | Path | None = None,
         force_external_data: bool = False,
+        normalize: bool = True,
     ):
         if precision not in PRECISIONS:
             raise ModelError(f"ONNX precision {precision!r} is not one of {', '.join(PRECISIONS)}")
@@ -76,6 +81,7 @@ class OnnxEncoder:
         self.model_path = Path(model_path)
         self.precision = variant
         self.batch_size = batch_size
+        self._normalize = normalize or layout.normalize
         self.entry, self._session = export.open_entry(
             layout, variant, lambda entry: _session(entry, threads), cache_dir, force_external_data
         )
@@ -154,5 +160,7 @@ class OnnxEncoder:
         vectors = np.einsum("bsh,bs->bh", tokens, weights) / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
         for weight, bias, activation in self._dense:
             vectors = activation(vectors @ weight.T + (0.0 if bias is None else bias))
+        if not self._normalize:
+            return vectors.astype(np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)

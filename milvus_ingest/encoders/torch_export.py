@@ -6,9 +6,10 @@ Writes into a staging folder given by ``export.build_entry``: ``model.onnx`` (in
 ``(batch, sequence, hidden)``), the Dense weights as ``.npy`` and tokenizer.json.  Pooling, Dense
 and normalisation stay in NumPy in the engine.
 
-This is the only module of the ONNX engine that imports torch, transformers and onnx; it must
-never be imported at encode time of an already-exported model, and it must never load
-sentence-transformers (the export works from the folder's own files).
+This is the only module of the ONNX engine that imports torch, transformers and onnx (int8
+quantization of an fp32 export needs onnx, not torch); it must never be imported at encode time
+of an already-exported model, and it must never load sentence-transformers (the export works
+from the folder's own files).
 """
 
 from __future__ import annotations
@@ -181,26 +182,20 @@ def _quiet_root_logger() -> Any:
         logging.disable(previous)
 
 
-def quantize(staging: Path, scheme: dict[str, Any], external: bool) -> None:
-    """Replace ``staging/model.onnx`` by its dynamic-int8 version (MatMul weights) with ``scheme``.
+def quantize(source: Path, target: Path, scheme: dict[str, Any], external: bool) -> None:
+    """Write the dynamic-int8 version (MatMul weights, ``scheme``) of the graph ``source`` to ``target``.
 
-    With external data, ONNX Runtime names the new data file after the model: model.onnx.data.
+    With external data, ONNX Runtime names the new data file after the target: model.onnx.data.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    fp32_dir = staging / "fp32"
-    fp32_dir.mkdir()
-    for name in (MODEL_FILE, EXTERNAL_DATA_FILE):
-        if (staging / name).exists():
-            (staging / name).rename(fp32_dir / name)
     with _quiet_root_logger():
         quantize_dynamic(
-            fp32_dir / MODEL_FILE,
-            staging / MODEL_FILE,
+            source,
+            target,
             op_types_to_quantize=["MatMul"],
             per_channel=scheme["per_channel"],
             reduce_range=scheme["reduce_range"],
             weight_type=getattr(QuantType, scheme["weight_type"]),
             use_external_data_format=external,
         )
-    shutil.rmtree(fp32_dir)

@@ -70,6 +70,8 @@ class EvaluationReport:
     seconds: dict[str, float] = field(default_factory=dict)
     collection: str = ""
     uri: str = ""
+    #: The engine that encoded documents and questions (backend, precision, reason), when known.
+    engine: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, float | int]:
         """The flat record ``--json`` prints: every metric plus ``queries``."""
@@ -87,6 +89,7 @@ class EvaluationReport:
             "skipped_documents": self.skipped_documents,
             "chunks": self.chunks,
             "seconds": self.seconds,
+            "engine": self.engine,
             "queries": self.per_query,
         }
 
@@ -113,11 +116,14 @@ def evaluate_dataset(
     uri: str | None = None,
     embedder: Any = None,
     dataset: BeirDataset | None = None,
+    query_encoder: Any = None,
 ) -> EvaluationReport:
     """Ingest ``dataset_dir``'s corpus into a scratch collection, search its judged queries, score.
 
     ``uri`` None uses a temporary Milvus Lite folder (removed at the end); a given URI gets a
-    unique scratch collection, dropped at the end whatever happens.
+    unique scratch collection, dropped at the end whatever happens.  ``embedder`` encodes the
+    documents and, unless ``query_encoder`` is given, the questions too (one engine and
+    precision for both, ``settings.model``'s when None).
     """
     ks = metric_ks(k)
     dataset = dataset or load_beir(dataset_dir, split)
@@ -139,7 +145,7 @@ def evaluate_dataset(
         queries = dataset.judged_queries()
         qids = list(queries)
         rankings: dict[str, list[tuple[str, float]]] = {}
-        with Searcher(scratch, encoder=embedder) as searcher:
+        with Searcher(scratch, encoder=query_encoder or embedder) as searcher:
             for start in range(0, len(qids), QUERY_BATCH):
                 batch = qids[start : start + QUERY_BATCH]
                 results = searcher.search([queries[q] for q in batch], top_k=top_k)
@@ -176,7 +182,16 @@ def evaluate_dataset(
         },
         collection=scratch.milvus.collection,
         uri=uri or "temporary Milvus Lite folder",
+        engine=_engine_of(embedder, query_encoder),
     )
+
+
+def _engine_of(embedder: Any, query_encoder: Any) -> dict[str, Any] | None:
+    info = getattr(embedder, "engine_info", None)
+    if not isinstance(info, dict):
+        return None
+    questions = getattr(query_encoder, "engine_info", None) if query_encoder is not None else None
+    return {**info, "questions": dict(questions)} if isinstance(questions, dict) else dict(info)
 
 
 def _query_record(

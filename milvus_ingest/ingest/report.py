@@ -39,6 +39,8 @@ class IngestReport:
     seconds: float = 0.0
     stages: StageTimes = field(default_factory=StageTimes)
     created_collection: bool = False
+    #: The encoder engine that ran (backend, precision, reason, CPU flags); None when no model loaded.
+    engine: dict[str, Any] | None = None
 
     @property
     def files_read(self) -> int:
@@ -70,6 +72,7 @@ class IngestReport:
             "seconds": round(self.seconds, 3),
             "chunks_per_second": round(self.chunks_per_second, 2),
             "stages": self.stages.as_dict(),
+            "engine": self.engine,
         }
 
 

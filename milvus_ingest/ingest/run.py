@@ -75,6 +75,12 @@ class Ingestor:
         return self._embedder
 
     @property
+    def engine_info(self) -> dict[str, Any] | None:
+        """What the loaded model runs on and why (None before a model is loaded, or if it cannot say)."""
+        info = getattr(self._embedder, "engine_info", None) if self._embedder is not None else None
+        return dict(info) if isinstance(info, dict) else None
+
+    @property
     def chunker(self) -> Chunker:
         if self._chunker is None:
             ef = self.embedder
@@ -233,6 +239,7 @@ def run_ingest(
             report.stale_sources = sorted(plan.gone)
         report.rows = ingestor.store.count()
         report.stages = ingestor.times
+        report.engine = ingestor.engine_info
         report.seconds = time.perf_counter() - started
         return report
     finally:

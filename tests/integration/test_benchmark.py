@@ -16,7 +16,9 @@ import yaml
 
 from benchmarks.corpus import generate_corpus
 from benchmarks.padding import padding_report, padding_reports
-from tests.support.corpus import T5_MODEL
+from tests.support.corpus import REPO, T5_MODEL
+
+BEIR_MINI = REPO / "tests" / "data" / "beir-mini"
 
 
 def tiny_config(path: Path) -> Path:
@@ -59,7 +61,7 @@ def test_ingest_benchmark_end_to_end(tmp_path, capsys):
     out = tmp_path / "bench.json"
     code = ingest.main([
         "--config", str(tiny_config(tmp_path / "tiny.yaml")), "--size-mb", "0.02", "--no-flow",
-        "--sync-writer", "--precision-sample", "4", "--json", str(out),
+        "--sync-writer", "--precision-sample", "4", "--json", str(out), "--eval-sets", str(BEIR_MINI),
     ])
     assert code == 0
     printed = capsys.readouterr().out
@@ -86,6 +88,24 @@ def test_ingest_benchmark_end_to_end(tmp_path, capsys):
     assert 0 <= padding[2] <= padding[0] and 0 <= padding[1] <= padding[0]
     assert [p["precision"] for p in data["precision"]] == ["fp32", "bf16", "fp16"]
     assert all(p["cosine_min"] > 0.99 for p in data["precision"] if "cosine_min" in p)
+
+    # One row per engine on the same chunks, the auto one marked, beside the peers' fp32 loop.
+    engines = {e["engine"]: e for e in data["engines"]}
+    assert {"torch fp32", "torch bf16", "onnx fp32"} <= set(engines)
+    assert {name for name in engines if name.startswith("onnx int8-")} == {"onnx int8-s8", "onnx int8-u8"}
+    assert [name for name, e in engines.items() if e["auto"]] == [data["summary"]["pipeline_engine"]]
+    for name, e in engines.items():
+        assert e["chunks"] == chunks and e["chunks_per_second"] > 0 and e["vs_torch_fp32"] > 0, name
+        assert set(e["ndcg"]) == {"beir-mini"} and 0 < e["ndcg"]["beir-mini"] <= 1, name
+        assert 0.99 < e["cosine_min"] <= e["cosine_mean"] <= 1 + 1e-6, name  # tiny T5: every engine agrees closely
+    base = engines["torch fp32"]
+    assert base["vs_torch_fp32"] == 1.0 and base["ndcg_delta"] == {"beir-mini": 0.0} and base["cosine_min"] > 0.99999
+    assert engines["onnx fp32"]["cosine_min"] > 0.99999  # the same model to float32 resolution
+    assert "× torch fp32" in printed and "× peers' fp32 loop" in printed
+    whole = rows["ingest, whole process (CLI, new collection)"]
+    assert whole["chunks"] == chunks and whole["rows"] == chunks and whole["vs_ceiling"] > 0
+    assert whole["engine"] == data["summary"]["pipeline_engine"].replace("-s8", "").replace("-u8", "")
+    assert data["summary"]["whole_process_vs_ceiling"] > 0 and data["summary"]["ingest_vs_peers_loop"] > 0
 
 
 def test_gpu_script_runs_tiny_on_cpu():

@@ -138,3 +138,29 @@ def test_a_plain_run_never_imports_prefect(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                             env=cli_env(PREFECT_HOME=str(tmp_path / "no-prefect-here")), timeout=300)
     assert result.stdout.strip().splitlines()[-1] == "EXIT 0 False", result.stdout + result.stderr
+
+
+def test_an_onnx_ingest_reports_its_engine_and_imports_no_torch(tmp_path, t5_onnx):
+    """With the export cached (t5_onnx made it), an ONNX ingest needs neither torch nor sentence-transformers."""
+    from milvus_ingest.encoders.cpu import cpu_features
+
+    corpus = sample_corpus(tmp_path / "corpus")
+    config = write_config(tmp_path / "c.yaml", str(tmp_path / "milvus.db"), model={"backend": "onnx", "precision": "fp32"})
+    result = run_module("flows.ingest", str(corpus), "--config", str(config), "--no-flow", "--json",
+                        PYTHONPROFILEIMPORTTIME="1")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["new"] == 5 and summary["rows_in_collection"] == summary["chunks"] > 0
+    engine = summary["engine"]
+    assert (engine["backend"], engine["precision"]) == ("onnx", "fp32") and "ONNX Runtime fp32" in engine["reason"]
+    assert engine["cpu_features"] == sorted(cpu_features())
+    imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "onnxruntime" in imported
+    assert not imported & {"torch", "transformers", "sentence_transformers", "prefect"}
+
+    (corpus / "new.md").write_text("A new page about the copper engine.", encoding="utf-8")
+    table = run_module("flows.ingest", str(corpus), "--config", str(config), "--no-flow")
+    assert table.returncode == 0, table.stderr
+    assert "engine" in table.stdout and "onnx fp32: " in table.stdout
+    unchanged = run_module("flows.ingest", str(corpus), "--config", str(config), "--no-flow", "--json")
+    assert json.loads(unchanged.stdout)["engine"] is None  # nothing to encode: no model loaded

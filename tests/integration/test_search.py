@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -120,7 +121,7 @@ def test_another_model_is_refused_before_it_is_loaded(ingested, t5_embedder, mon
     def no_model(*args, **kwargs):
         raise AssertionError("the model must not be loaded for a collection it cannot search")
 
-    monkeypatch.setattr("milvus_ingest.encoders.query_encoder.load_query_encoder", no_model)
+    monkeypatch.setattr("milvus_ingest.retrieval.load_query_encoder", no_model)
     with pytest.raises(CollectionMismatchError) as err:
         search_questions(other, QUESTIONS, top_k=2)
     message = str(err.value)
@@ -157,6 +158,61 @@ def _docs():
     return [TextDocument("a", "Copper engines hum in the harbour."), TextDocument("b", "Glaciers move slowly.")]
 
 
+def test_questions_encoded_on_onnx_match_the_ingest_vectors(ingested, t5_embedder):
+    """The search's own encoder (ONNX Runtime) and the torch fp32 ingest agree to float32 resolution."""
+    settings, _ = ingested
+    with Searcher(settings) as searcher:  # no encoder given: the search loads its own
+        assert (searcher.encoder.backend, searcher.encoder.precision) == ("onnx", "fp32")
+        got = searcher.encode(QUESTIONS)
+        hits = searcher.search(QUESTIONS, top_k=3)
+    want = t5_embedder.encode_array(QUESTIONS, "Represent the sample question for retrieval:")
+    assert got.dtype == np.float32 and np.abs(got - want).max() <= 1e-5
+    expected = search_questions(settings, QUESTIONS, top_k=3, encoder=t5_embedder)
+    assert [[h.id for h in row] for row in hits] == [[h.id for h in row] for row in expected]
+
+
+def test_a_collection_written_in_fp32_takes_int8_rows_and_int8_questions(backend, tmp_path):
+    """The collection records the model and instructions, not the precision: engines mix freely."""
+    corpus = sample_corpus(tmp_path / "corpus")
+    fp32 = backend.settings(model__backend="torch", model__precision="fp32")
+    first = run_ingest(fp32, [str(corpus)])
+    assert (first.engine["backend"], first.engine["precision"]) == ("torch", "fp32")
+    more = write_corpus(tmp_path / "more", {"violin.md": "A violin in the granite tower. " * 6})
+    int8 = backend.settings(fp32.milvus.collection, model__backend="onnx", model__precision="int8")
+    second = run_ingest(int8, [str(more)])  # appended, not refused
+    assert (second.engine["backend"], second.engine["precision"]) == ("onnx", "int8")
+    assert second.chunks > 0 and second.rows == first.rows + second.chunks
+    with MilvusStore(fp32.milvus) as store:
+        meta = json.loads(store.read_meta().to_json())
+        rows = store.query_source(str((corpus / "doc1.md").resolve()), fields=("id", "text"))
+    assert "precision" not in meta and "backend" not in meta
+    with Searcher(int8) as searcher:
+        assert (searcher.encoder.backend, searcher.encoder.precision) == ("onnx", "int8")
+        texts = [r["text"] for r in rows[:4]]
+        own = searcher.search_vectors(searcher.encoder.encode_array(texts, fp32.model.doc_instruction), top_k=1)
+        assert [row[0].id for row in own] == [r["id"] for r in rows[:4]]  # int8 question, fp32 document
+        violin = "A violin in the granite tower. " * 6  # the tiny T5 is random: search a row's own text
+        vector = searcher.encoder.encode_array([violin.strip()], int8.model.doc_instruction)
+        hit = searcher.search_vectors(vector, top_k=1)[0][0]  # int8 question, int8 document
+    assert hit.source == str((more / "violin.md").resolve())
+
+
+def test_the_first_search_exports_once_and_later_ones_import_no_torch(cli_collection, tmp_path):
+    config, _, _ = cli_collection
+    cache = tmp_path / "fresh-cache"
+    imported = []
+    for _ in range(2):
+        result = run_module("flows.search", QUESTIONS[0], "--config", str(config), "--json",
+                            MILVUS_INGEST_CACHE=str(cache), PYTHONPROFILEIMPORTTIME="1")
+        assert result.returncode == 0, result.stderr
+        assert len(json.loads(result.stdout)["hits"]) == 5
+        imported.append({line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
+                         if line.startswith("import time:")})
+    assert "torch" in imported[0]  # the export
+    assert len(list(cache.iterdir())) == 1  # one entry: the fp32 export
+    assert not imported[1] & {"torch", "transformers", "sentence_transformers", "onnx", "prefect", "sklearn"}
+
+
 def test_search_params_fit_the_index():
     assert search_params_for("HNSW", {"ef": 64}, 300) == {"ef": 300}
     assert search_params_for("HNSW", {"ef": 512}, 10) == {"ef": 512}
@@ -167,8 +223,9 @@ def test_search_params_fit_the_index():
 
 # -- the command line ----------------------------------------------------------------------
 @pytest.fixture
-def cli_collection(lite, tmp_path, t5_embedder):
-    """A Lite db ingested in-process with the tiny T5 model, and a YAML config that points at it."""
+def cli_collection(lite, tmp_path, t5_embedder, t5_onnx):
+    """A Lite db ingested in-process with the tiny T5 model, and a YAML config that points at it
+    (the model's ONNX export is in the session's cache: a search process needs no torch)."""
     corpus = sample_corpus(tmp_path / "corpus")
     collection = unique_name()
     run_ingest(lite.settings(collection), [str(corpus)], embedder=t5_embedder)
