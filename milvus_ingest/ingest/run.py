@@ -33,7 +33,8 @@ from milvus_ingest.ingest.plan import (
 from milvus_ingest.ingest.report import IngestReport, StageTimes
 from milvus_ingest.ingest.stream import ProgressCallback, WriteResult, write_stream
 from milvus_ingest.sources import Discovery, Skipped, TextDocument, discover_sources
-from milvus_ingest.store import MilvusStore, SourceState
+from milvus_ingest.store import MilvusStore, SourceMark
+from milvus_ingest.store.state import rows_accounted_for
 
 #: Chunks handed to the encoder at once; the encoder sorts them by length and pads each of its
 #: batches to the longest item, so a wide window means little padding.
@@ -116,15 +117,16 @@ class Ingestor:
         self._checked_with_model = need_model
         return created
 
-    def read_states(self) -> dict[str, SourceState]:
-        return self.store.source_states() if self.store.exists() else {}
+    def read_marks(self) -> dict[str, SourceMark]:
+        """One commit mark per stored source (a few paged reads, not a scan of every row)."""
+        return self.store.source_marks() if self.store.exists() else {}
 
     # -- steps ------------------------------------------------------------------------
     def plan(self, discovery: Discovery, options: IngestOptions) -> IngestPlan:
         started = time.perf_counter()
         discovery = select_shard(discovery, options.shard)
         plan = plan_ingest(
-            discovery.files, discovery.skipped, discovery.is_gone, self.read_states(), self.settings, options
+            discovery.files, discovery.skipped, discovery.is_gone, self.read_marks(), self.settings, options
         )
         self.times.plan += time.perf_counter() - started
         return plan
@@ -132,11 +134,11 @@ class Ingestor:
     def plan_documents(self, documents: Sequence[Item], options: IngestOptions) -> IngestPlan:
         """Plan in-memory documents; with ``prune``, stored sources not among them are gone."""
         started = time.perf_counter()
-        states = self.read_states()
-        plan = plan_ingest(documents, [], lambda source: False, states, self.settings, options)
+        marks = self.read_marks()
+        plan = plan_ingest(documents, [], lambda source: False, marks, self.settings, options)
         if options.prune:
             wanted = {d.source for d in documents}
-            plan.gone = {s: set(st.ids) for s, st in states.items() if s not in wanted}
+            plan.gone = {s: mark for s, mark in marks.items() if s not in wanted}
         self.times.plan += time.perf_counter() - started
         return plan
 
@@ -150,15 +152,16 @@ class Ingestor:
             plans, self.chunker, self.embedder, self.store, self.times, window, self.progress, self.overlap_writes
         )
 
-    def remove_sources(self, sources: dict[str, set[str]]) -> list[str]:
-        removed = []
-        for source, ids in sorted(sources.items()):
-            if ids:
-                started = time.perf_counter()
-                self.store.delete_ids(ids)
-                self.times.write += time.perf_counter() - started
-            removed.append(source)
-        return removed
+    def remove_sources(self, sources: dict[str, SourceMark]) -> list[str]:
+        """Delete every row of these sources, by expression, a batch of sources per request."""
+        started = time.perf_counter()
+        self.store.delete_sources(sources)
+        self.times.write += time.perf_counter() - started
+        return sorted(sources)
+
+    def doomed_rows(self, sources: dict[str, SourceMark]) -> int:
+        """Rows that removing these sources deletes: their marks' counts, a count where unknown."""
+        return rows_accounted_for(self.store, sources)
 
     def close(self) -> None:
         self.store.close()
@@ -207,7 +210,8 @@ def run_ingest(
                 ingestor.prepare_collection(need_model=False)
             plan = step("plan", ingestor.plan_documents, list(documents), options)
         if options.prune and plan.gone and not options.yes:
-            check_prune_share(plan, ingestor.store.count(), settings.sources.prune_max_share)
+            doomed = ingestor.doomed_rows(plan.gone)
+            check_prune_share(plan, ingestor.store.count(), settings.sources.prune_max_share, doomed)
         if not ingestor.store.exists():
             report.created_collection = ingestor.prepare_collection(need_model=True)
         counts: dict[str, int] = {}
