@@ -43,6 +43,9 @@ class IngestParams(BaseModel):
     prune: bool = Field(default=False, description="remove stored sources whose files no longer exist")
     yes: bool = Field(default=False, description="confirm a prune over sources.prune_max_share")
     shard: str | None = Field(default=None, pattern=r"^[0-9]+/[0-9]+$", description="i/N: this worker's part")
+    wait: float | None = Field(
+        default=None, ge=0, description="seconds to wait for another ingest into the collection (milvus.lock_wait_seconds)"
+    )
     token_secret: str | None = Field(
         default=None, description="name of a Prefect Secret block holding the Milvus token"
     )
@@ -103,6 +106,8 @@ def _publish(report: IngestReport) -> None:
 def ingest(params: IngestParams) -> dict[str, Any]:
     """Ingest sources into Milvus; returns the run summary (also published as an artifact)."""
     settings = settings_with_overrides(params.config, params.uri, params.collection, params.model)
+    if params.wait is not None:
+        settings.milvus.lock_wait_seconds = params.wait
     if params.token_secret:
         from prefect.blocks.system import Secret
 

@@ -56,6 +56,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--yes", action="store_true", help="confirm a prune over sources.prune_max_share")
     parser.add_argument("--shard", help="i/N: ingest only this worker's share of the sources")
+    parser.add_argument(
+        "--wait", type=float, metavar="SECONDS",
+        help="wait this long for another ingest into the same collection to finish (default: "
+        "milvus.lock_wait_seconds; 0 refuses at once)",
+    )
     parser.add_argument("--no-flow", action="store_true", help="run without Prefect (no flow run, no artifacts)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser.parse_args(argv)
@@ -65,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet_environment(one_off=True)  # before Prefect or transformers are imported
     args = parse_args(argv)
     settings = settings_with_overrides(args.config, args.uri, args.collection, args.model)  # fail fast
+    if args.wait is not None:
+        settings.milvus.lock_wait_seconds = args.wait
     options = IngestOptions(full=args.full, prune=args.prune, yes=args.yes, shard=parse_shard(args.shard))
     # A typo in a path is a one-line error before any flow run, model or Milvus is started.
     s = settings.sources
@@ -80,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             params = flow_module.IngestParams(
                 sources=args.sources, config=args.config, uri=args.uri, collection=args.collection,
                 model=args.model, full=args.full, prune=args.prune, yes=args.yes, shard=args.shard,
+                wait=args.wait,
             )
             summary = flow_module.ingest(params)
     finally:

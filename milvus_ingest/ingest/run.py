@@ -4,8 +4,11 @@ A run converges: every chunk's primary key is derived from its source and positi
 rows carry the hash of the content they came from, and chunk 0 carries the number of chunks of a
 *complete* version (written last, after stale rows are gone).  So a re-run skips sources whose
 stored version is complete and current, redoes any that a crash left half-written, and removes
-chunks that a shorter new version no longer has.  Reading and chunking run in a thread ahead of
-the encoder, and writes run in a thread behind it, so the model is never kept waiting.
+chunks that a shorter new version no longer has; the plan reads one mark per source, never every
+row (``store.state``).  A run holds the collection's write lease (``store.lease``) from before its
+plan to its last write, so two ingests into one server collection take turns.  Reading and
+chunking run in a thread ahead of the encoder, and writes run in a thread behind it, so the
+model is never kept waiting.
 
 This module must never import Prefect (the flows wrap it), and never load the model when there
 is nothing to encode.
@@ -34,6 +37,7 @@ from milvus_ingest.ingest.report import IngestReport, StageTimes
 from milvus_ingest.ingest.stream import ProgressCallback, WriteResult, write_stream
 from milvus_ingest.sources import Discovery, Skipped, TextDocument, discover_sources
 from milvus_ingest.store import MilvusStore, SourceMark
+from milvus_ingest.store.lease import NoLease, WriteLease, acquire_lease
 from milvus_ingest.store.state import rows_accounted_for
 
 #: Chunks handed to the encoder at once; the encoder sorts them by length and pads each of its
@@ -62,6 +66,8 @@ class Ingestor:
         self.times = StageTimes()
         self._checked = False
         self._checked_with_model = False
+        #: The collection's write lease for this run (``run_ingest`` takes it before planning).
+        self.lease: WriteLease | NoLease = NoLease()
 
     # -- model ------------------------------------------------------------------------
     @property
@@ -146,6 +152,7 @@ class Ingestor:
         """Chunk, encode and write these sources (see ``stream.write_stream``)."""
         if not plans:
             return WriteResult()
+        self.lease.check()
         self.prepare_collection(need_model=True)
         window = max(1, self.settings.model.batch_size * WINDOW_BATCHES)
         return write_stream(
@@ -154,6 +161,7 @@ class Ingestor:
 
     def remove_sources(self, sources: dict[str, SourceMark]) -> list[str]:
         """Delete every row of these sources, by expression, a batch of sources per request."""
+        self.lease.check()
         started = time.perf_counter()
         self.store.delete_sources(sources)
         self.times.write += time.perf_counter() - started
@@ -200,6 +208,10 @@ def run_ingest(
     own = ingestor is None
     ingestor = ingestor or Ingestor(settings, embedder=embedder, progress=progress)
     try:
+        # Taken before the plan: what another ingest is writing is never planned against.
+        waited = time.perf_counter()
+        ingestor.lease = acquire_lease(ingestor.store, options.shard)
+        ingestor.times.lock_wait += time.perf_counter() - waited
         report = IngestReport(collection=ingestor.store.collection, uri=settings.milvus.uri)
         if discovery is not None:
             if ingestor.store.exists():
@@ -237,6 +249,8 @@ def run_ingest(
         report.seconds = time.perf_counter() - started
         return report
     finally:
+        ingestor.lease.release()
+        ingestor.lease = NoLease()
         if own:
             ingestor.close()
 
