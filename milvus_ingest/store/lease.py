@@ -10,9 +10,10 @@ row and backs off; two that collide exactly both back off and retry at random ti
 
 Crashes: the holder renews its row every third of ``lock_ttl_seconds`` from a thread; a holder
 killed with ``kill -9`` stops renewing, and once its row has expired the next contender deletes
-it, so a crash blocks others for at most one lease.  A holder that could not renew before its
-own expiry (a paused machine, a lost network) marks the lease lost and ``check`` stops the run
-before its next write.  Clocks of the writers' machines must agree to well within the lease.
+it, so a crash blocks others for at most one lease (a row this very process left behind, when
+its release failed because the server was down, is known dead at once).  A holder that could
+not renew before its own expiry (a paused machine, a lost network) marks the lease lost, and
+``check`` stops the run before its next write.  Clocks of the writers' machines must agree to well within the lease.
 
 Scopes: an unsharded run (``"all"``) conflicts with every other; shard runs (``"i/N"``, the
 fan-out's disjoint split by source) conflict only with the same shard or another ``N``.
@@ -43,6 +44,15 @@ LEASE_COLLECTION = "milvus_ingest_leases"
 FIELDS = ["id", "target", "scope", "holder", "acquired_ms", "expires_ms"]
 #: Attempts made even with no wait at all: a collision of two starts is not a held lease.
 MIN_ATTEMPTS = 3
+#: Loading the lease collection after a server restart took ~25 s on Milvus 2.3 (it recovers the
+#: rows written before the restart): a load gets at least this long, whatever milvus.timeout says.
+LOAD_TIMEOUT = 120
+#: Every token this process hands out starts with this; ``_HELD`` lists the ones it holds now.
+#: A row with our prefix that we do not hold is ours from an earlier run whose release failed
+#: (the server was down), so it is dead and need not be waited for.
+_PROCESS = uuid.uuid4().hex[:16]
+_HELD: set[str] = set()
+_HELD_LOCK = threading.Lock()
 
 
 def scopes_conflict(a: str, b: str) -> bool:
@@ -80,7 +90,7 @@ class WriteLease:
         self.scope = scope
         self.ttl_ms = int(store.settings.lock_ttl_seconds * 1000)
         self.wait = float(store.settings.lock_wait_seconds)
-        self.token = uuid.uuid4().hex
+        self.token = _PROCESS + uuid.uuid4().hex
         self.holder = f"{socket.gethostname()} pid {os.getpid()}"
         self.acquired_ms = 0
         self.expires_ms = 0
@@ -114,7 +124,8 @@ class WriteLease:
             except Exception:  # another contender created it first (Lite says so; a server does not)
                 if not client.has_collection(LEASE_COLLECTION, timeout=timeout):
                     raise
-        self._call(lambda: client.load_collection(LEASE_COLLECTION, timeout=timeout), "load_collection")
+        load_timeout = max(timeout, LOAD_TIMEOUT)
+        self._call(lambda: client.load_collection(LEASE_COLLECTION, timeout=load_timeout), "load_collection")
 
     def _write(self, now_ms: int) -> None:
         row = {
@@ -146,10 +157,13 @@ class WriteLease:
             now = _now_ms()
             self._write(now)
             others = [r for r in self._rows(f"target == {escape_string(self.target)}") if r["id"] != self.token]
-            expired = [r["id"] for r in others if r["expires_ms"] < now]
-            self._delete(expired)  # holders that stopped renewing: killed, or cut off
-            blocking = [r for r in others if r["expires_ms"] >= now and scopes_conflict(self.scope, r["scope"])]
+            with _HELD_LOCK:
+                dead = [r["id"] for r in others if r["expires_ms"] < now or _ours_released(r["id"])]
+            self._delete(dead)  # holders that stopped renewing (killed, cut off), or our own leftovers
+            blocking = [r for r in others if r["id"] not in dead and scopes_conflict(self.scope, r["scope"])]
             if not blocking:
+                with _HELD_LOCK:
+                    _HELD.add(self.token)
                 self.acquired_ms, self.expires_ms = now, now + self.ttl_ms
                 self._write(now)  # the same row, now with its acquisition time
                 self._thread = threading.Thread(target=self._renew_loop, name="milvus-write-lease", daemon=True)
@@ -199,6 +213,8 @@ class WriteLease:
             )
 
     def release(self) -> None:
+        with _HELD_LOCK:
+            _HELD.discard(self.token)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -206,6 +222,10 @@ class WriteLease:
             self._delete([self.token])
         except StoreError as exc:  # it expires on its own
             log.warning("write lease of %r not released (it expires in %d s): %s", self.target, self.ttl_ms // 1000, exc)
+
+
+def _ours_released(token: str) -> bool:
+    return token.startswith(_PROCESS) and token not in _HELD
 
 
 def acquire_lease(store: Any, shard: tuple[int, int] | None = None) -> WriteLease | NoLease:
