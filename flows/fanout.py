@@ -9,7 +9,7 @@ itself, and never put the Milvus token (or a URI with credentials in it) in a sh
 
 CLI (needs ``PREFECT_API_URL`` and workers on the pool)::
 
-    python -m flows.fanout SOURCE... --shards 4 --uri http://milvus:19530 [--deployment ingest/ingest]
+    python -m flows.fanout SOURCE... --shards 4 --uri http://milvus:19530 [--deployment ingest/ingest-shard]
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ class FanoutParams(BaseModel):
     sources: list[str] = Field(min_length=1, description="files, folders or globs, at the same path on every worker")
     shards: int = Field(default=2, ge=1, le=1024, description="number of shard runs")
     deployment: str = Field(
-        default="ingest/ingest", pattern=r"^[^/]+/[^/]+$", description="the ingest deployment each shard runs"
+        default="ingest/ingest-shard", pattern=r"^[^/]+/[^/]+$",
+        description="the ingest deployment each shard runs (ingest/ingest-shard: no concurrency limit, see prefect.yaml)",
     )
     config: str | None = Field(default=None, description="YAML config file, as the workers see it")
     uri: str | None = Field(default=None, description="Milvus server URI; overrides config and MILVUS_URI")
@@ -53,6 +54,7 @@ class FanoutParams(BaseModel):
     prune: bool = Field(default=False, description="remove stored sources whose files no longer exist")
     yes: bool = Field(default=False, description="confirm a prune over sources.prune_max_share")
     token_secret: str | None = Field(default=None, description="name of a Prefect Secret block with the token")
+    wait: float | None = Field(default=None, ge=0, description="seconds a shard waits for a conflicting ingest")
     timeout_seconds: int | None = Field(default=None, ge=1, description="give up waiting for shards after this")
     poll_seconds: float = Field(default=5.0, gt=0, le=300, description="seconds between looks at the shards")
 
@@ -94,6 +96,7 @@ def shard_parameters(params: FanoutParams, settings: Settings) -> list[dict[str,
             "prune": params.prune,
             "yes": params.yes,
             "shard": f"{index}/{params.shards}",
+            "wait": params.wait,
             "token_secret": params.token_secret,
         }
         for index in range(params.shards)

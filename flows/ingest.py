@@ -41,6 +41,9 @@ class IngestParams(BaseModel):
     )
     yes: bool = Field(default=False, description="confirm a prune over sources.prune_max_share")
     shard: str | None = Field(default=None, pattern=r"^[0-9]+/[0-9]+$", description="i/N: this worker's part")
+    wait: float | None = Field(
+        default=None, ge=0, description="seconds to wait for another ingest into the collection (milvus.lock_wait_seconds)"
+    )
     token_secret: str | None = Field(
         default=None, description="name of a Prefect Secret block holding the Milvus token"
     )
@@ -48,7 +51,10 @@ class IngestParams(BaseModel):
 
 def settings_for(params: IngestParams) -> Settings:
     """Config file, environment, then these parameters: the last wins."""
-    return settings_with_overrides(params.config, params.uri, params.collection, params.model)
+    settings = settings_with_overrides(params.config, params.uri, params.collection, params.model)
+    if params.wait is not None:
+        settings.milvus.lock_wait_seconds = params.wait
+    return settings
 
 
 def execute(

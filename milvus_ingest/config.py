@@ -47,6 +47,11 @@ class MilvusSettings(_Strict):
     #: Attempts for a call that failed with a transient error (unavailable, rate limited).
     retries: int = Field(default=3, ge=0, le=10)
     retry_backoff_seconds: float = Field(default=1.0, ge=0, le=60)
+    #: A server-side write lease per collection (``store.lease``): a killed holder blocks other
+    #: ingests for at most this long; a live one renews it every third of it.
+    lock_ttl_seconds: float = Field(default=60, ge=5, le=3600)
+    #: How long an ingest waits for another one into the same collection (0: refuse at once).
+    lock_wait_seconds: float = Field(default=0, ge=0, le=86_400)
 
     @field_validator("collection")
     @classmethod

@@ -40,6 +40,14 @@ class CollectionMismatchError(StoreError):
     """An existing collection was built with another model, instruction or dimension."""
 
 
+class CollectionBusyError(StoreError):
+    """Another ingest holds the collection's write lease (and ``lock_wait_seconds`` ran out)."""
+
+
+class LeaseLostError(StoreError):
+    """This ingest could not renew its write lease in time; it stops before writing more."""
+
+
 class PruneRefusedError(PipelineError):
     """``--prune`` would remove more of the collection than ``sources.prune_max_share`` allows."""
 

@@ -1,9 +1,11 @@
 """Planning an ingest: which sources are new, changed, unchanged, emptied, skipped or gone.
 
 A run converges because every chunk's primary key is derived from its source and position
-(``chunk_id``), and every row carries a version stamp of the bytes *and* the chunking that made
-it (``content_hash``).  This module decides from those alone; it must never read chunk text,
-load a model or write to Milvus.
+(``chunk_id``), every row carries a version stamp of the bytes *and* the chunking that made it
+(``content_hash``), and chunk 0 of a source carries its commit mark (``store.SourceMark``: the
+stored version and, once complete, its number of chunks; see ``store.state`` for the invariant).
+This module decides from one mark per source alone, so a plan costs what the number of sources
+costs, not the number of rows; it must never read chunk text, load a model or write to Milvus.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from milvus_ingest.config import Settings
 from milvus_ingest.errors import ConfigError, PruneRefusedError
 from milvus_ingest.reading import inspect_source
 from milvus_ingest.sources import Discovery, Skipped, SourceFile, TextDocument
-from milvus_ingest.store import CollectionMeta, SourceState
+from milvus_ingest.store import CollectionMeta, SourceMark
 
 #: Bump when chunk boundaries for the same text and settings would change.
 CHUNKER_VERSION = 1
@@ -57,10 +59,22 @@ class SourcePlan:
     item: Item
     source_hash: str
     status: str  # "new" or "updated"
-    old_ids: set[str]
+    #: The source's stored mark, or None when nothing of it is stored.
+    stored: SourceMark | None
     size: int
     #: SHA-256 of the bytes inspected; reading them again must give the same, or the file changed.
     sha256: str = ""
+
+    def has_stale_tail(self, n_chunks: int) -> bool:
+        """Whether rows from chunk ``n_chunks`` on may be stored, and so must be deleted.
+
+        Nothing stored: no rows (a source's chunk 0 is its first row written, its last removed).
+        A complete version of ``k`` chunks: rows 0..k-1 exactly, so a tail only when ``k > n``.
+        A version being written: any extent, so always.
+        """
+        if self.stored is None:
+            return False
+        return self.stored.n_chunks == 0 or self.stored.n_chunks > n_chunks
 
 
 @dataclass
@@ -69,9 +83,9 @@ class IngestPlan:
     unchanged: list[str]
     skipped: list[Skipped]
     #: Sources whose content is now empty: their old rows go, as a clean ingest would have none.
-    emptied: dict[str, set[str]]
+    emptied: dict[str, SourceMark]
     #: Stored sources under the given roots that no longer exist (removed only with ``prune``).
-    gone: dict[str, set[str]]
+    gone: dict[str, SourceMark]
 
 
 def collection_meta(settings: Settings, dim: int) -> CollectionMeta:
@@ -96,49 +110,52 @@ def plan_ingest(
     items: Sequence[Item],
     skipped: Sequence[Skipped],
     is_gone: Callable[[str], bool],
-    states: dict[str, SourceState],
+    marks: dict[str, SourceMark],
     settings: Settings,
     options: IngestOptions,
 ) -> IngestPlan:
     """Decide per source: new, updated, unchanged, emptied or skipped; and what is gone.
 
-    A stored source not seen this run is gone only when ``is_gone`` says so (its file no longer
-    exists within a spec's scope; see ``Discovery.is_gone``); a skipped one is still present.
+    ``marks`` holds every stored source's mark (``MilvusStore.source_marks``).  A stored source
+    not seen this run is gone only when ``is_gone`` says so (its file no longer exists within a
+    spec's scope; see ``Discovery.is_gone``); a skipped one is still present.
     """
     todo: list[SourcePlan] = []
     unchanged: list[str] = []
     all_skipped = list(skipped)
-    emptied: dict[str, set[str]] = {}
+    emptied: dict[str, SourceMark] = {}
     present = {s.source for s in skipped if not s.refused}
     for item in items:
         present.add(item.source)
         inspection = inspect_source(item)
-        state = states.get(item.source)
+        mark = marks.get(item.source)
         if inspection.reason:
             all_skipped.append(Skipped(item.source, inspection.reason))
-            if state and inspection.reason.startswith(("empty", "no text")):
-                emptied[item.source] = set(state.ids)
+            if mark and inspection.reason.startswith(("empty", "no text")):
+                emptied[item.source] = mark
             continue
         version = content_hash(inspection.sha256, settings)
-        if state and not options.full and state.is_complete(version):
+        if mark and not options.full and mark.is_complete(version):
             unchanged.append(item.source)
             continue
-        status = "updated" if state else "new"
-        old_ids = set(state.ids) if state else set()
-        todo.append(SourcePlan(item, version, status, old_ids, inspection.size, inspection.sha256))
-    gone: dict[str, set[str]] = {}
-    for source, state in states.items():
+        status = "updated" if mark else "new"
+        todo.append(SourcePlan(item, version, status, mark, inspection.size, inspection.sha256))
+    gone: dict[str, SourceMark] = {}
+    for source, mark in marks.items():
         if source in present or not is_gone(source):
             continue
         if options.shard and shard_of(source, options.shard[1]) != options.shard[0]:
             continue
-        gone[source] = set(state.ids)
+        gone[source] = mark
     return IngestPlan(todo, unchanged, all_skipped, emptied, gone)
 
 
-def check_prune_share(plan: IngestPlan, rows: int, max_share: float) -> None:
-    """Refuse, before anything is written, a prune that would remove too much of the collection."""
-    doomed = sum(len(ids) for ids in plan.gone.values())
+def check_prune_share(plan: IngestPlan, rows: int, max_share: float, doomed: int) -> None:
+    """Refuse, before anything is written, a prune that would remove too much of the collection.
+
+    ``doomed`` is the number of rows the prune would delete (``store.state.rows_accounted_for``
+    over ``plan.gone``).
+    """
     if rows and doomed / rows > max_share:
         raise PruneRefusedError(
             f"--prune would remove {doomed} of {rows} rows ({doomed / rows:.0%}, from {len(plan.gone)} sources "

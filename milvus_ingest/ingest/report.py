@@ -19,6 +19,8 @@ class StageTimes:
     write: float = 0.0
     plan: float = 0.0
     model_load: float = 0.0
+    #: Waiting for the collection's write lease (another ingest was writing it).
+    lock_wait: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         return {k: round(v, 3) for k, v in self.__dict__.items()}

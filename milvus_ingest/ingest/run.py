@@ -4,8 +4,11 @@ A run converges: every chunk's primary key is derived from its source and positi
 rows carry the hash of the content they came from, and chunk 0 carries the number of chunks of a
 *complete* version (written last, after stale rows are gone).  So a re-run skips sources whose
 stored version is complete and current, redoes any that a crash left half-written, and removes
-chunks that a shorter new version no longer has.  Reading and chunking run in a thread ahead of
-the encoder, and writes run in a thread behind it, so the model is never kept waiting.
+chunks that a shorter new version no longer has; the plan reads one mark per source, never every
+row (``store.state``).  A run holds the collection's write lease (``store.lease``) from before its
+plan to its last write, so two ingests into one server collection take turns.  Reading and
+chunking run in a thread ahead of the encoder, and writes run in a thread behind it, so the
+model is never kept waiting.
 
 This module must never import Prefect (the flows wrap it), and never load the model when there
 is nothing to encode.
@@ -34,7 +37,9 @@ from milvus_ingest.ingest.plan import (
 from milvus_ingest.ingest.report import IngestReport, StageTimes
 from milvus_ingest.ingest.stream import ProgressCallback, WriteResult, write_stream
 from milvus_ingest.sources import Discovery, Skipped, TextDocument, discover_sources
-from milvus_ingest.store import MilvusStore, SourceState
+from milvus_ingest.store import MilvusStore, SourceMark
+from milvus_ingest.store.lease import NoLease, WriteLease, acquire_lease
+from milvus_ingest.store.state import rows_accounted_for
 
 #: Chunks handed to the encoder at once; the encoder sorts them by length and pads each of its
 #: batches to the longest item, so a wide window means little padding.
@@ -62,6 +67,8 @@ class Ingestor:
         self.times = StageTimes()
         self._checked = False
         self._checked_with_model = False
+        #: The collection's write lease for this run (``run_ingest`` takes it before planning).
+        self.lease: WriteLease | NoLease = NoLease()
 
     # -- model ------------------------------------------------------------------------
     @property
@@ -124,15 +131,16 @@ class Ingestor:
         self._checked_with_model = need_model
         return created
 
-    def read_states(self) -> dict[str, SourceState]:
-        return self.store.source_states() if self.store.exists() else {}
+    def read_marks(self) -> dict[str, SourceMark]:
+        """One commit mark per stored source (a few paged reads, not a scan of every row)."""
+        return self.store.source_marks() if self.store.exists() else {}
 
     # -- steps ------------------------------------------------------------------------
     def plan(self, discovery: Discovery, options: IngestOptions) -> IngestPlan:
         started = time.perf_counter()
         discovery = select_shard(discovery, options.shard)
         plan = plan_ingest(
-            discovery.files, discovery.skipped, discovery.is_gone, self.read_states(), self.settings, options
+            discovery.files, discovery.skipped, discovery.is_gone, self.read_marks(), self.settings, options
         )
         self.times.plan += time.perf_counter() - started
         return plan
@@ -140,11 +148,11 @@ class Ingestor:
     def plan_documents(self, documents: Sequence[Item], options: IngestOptions) -> IngestPlan:
         """Plan in-memory documents; with ``prune``, stored sources not among them are gone."""
         started = time.perf_counter()
-        states = self.read_states()
-        plan = plan_ingest(documents, [], lambda source: False, states, self.settings, options)
+        marks = self.read_marks()
+        plan = plan_ingest(documents, [], lambda source: False, marks, self.settings, options)
         if options.prune:
             wanted = {d.source for d in documents}
-            plan.gone = {s: set(st.ids) for s, st in states.items() if s not in wanted}
+            plan.gone = {s: mark for s, mark in marks.items() if s not in wanted}
         self.times.plan += time.perf_counter() - started
         return plan
 
@@ -152,21 +160,24 @@ class Ingestor:
         """Chunk, encode and write these sources (see ``stream.write_stream``)."""
         if not plans:
             return WriteResult()
+        self.lease.check()
         self.prepare_collection(need_model=True)
         window = max(1, self.settings.model.batch_size * WINDOW_BATCHES)
         return write_stream(
             plans, self.chunker, self.embedder, self.store, self.times, window, self.progress, self.overlap_writes
         )
 
-    def remove_sources(self, sources: dict[str, set[str]]) -> list[str]:
-        removed = []
-        for source, ids in sorted(sources.items()):
-            if ids:
-                started = time.perf_counter()
-                self.store.delete_ids(ids)
-                self.times.write += time.perf_counter() - started
-            removed.append(source)
-        return removed
+    def remove_sources(self, sources: dict[str, SourceMark]) -> list[str]:
+        """Delete every row of these sources, by expression, a batch of sources per request."""
+        self.lease.check()
+        started = time.perf_counter()
+        self.store.delete_sources(sources)
+        self.times.write += time.perf_counter() - started
+        return sorted(sources)
+
+    def doomed_rows(self, sources: dict[str, SourceMark]) -> int:
+        """Rows that removing these sources deletes: their marks' counts, a count where unknown."""
+        return rows_accounted_for(self.store, sources)
 
     def close(self) -> None:
         self.store.close()
@@ -205,6 +216,10 @@ def run_ingest(
     own = ingestor is None
     ingestor = ingestor or Ingestor(settings, embedder=embedder, progress=progress)
     try:
+        # Taken before the plan: what another ingest is writing is never planned against.
+        waited = time.perf_counter()
+        ingestor.lease = acquire_lease(ingestor.store, options.shard)
+        ingestor.times.lock_wait += time.perf_counter() - waited
         report = IngestReport(collection=ingestor.store.collection, uri=settings.milvus.uri)
         if discovery is not None:
             if ingestor.store.exists():
@@ -216,7 +231,8 @@ def run_ingest(
             plan = step("plan", ingestor.plan_documents, list(documents), options)
         fault_point("planned")
         if options.prune and plan.gone and not options.yes:
-            check_prune_share(plan, ingestor.store.count(), settings.sources.prune_max_share)
+            doomed = ingestor.doomed_rows(plan.gone)
+            check_prune_share(plan, ingestor.store.count(), settings.sources.prune_max_share, doomed)
         if not ingestor.store.exists():
             report.created_collection = ingestor.prepare_collection(need_model=True)
         counts: dict[str, int] = {}
@@ -243,6 +259,8 @@ def run_ingest(
         report.seconds = time.perf_counter() - started
         return report
     finally:
+        ingestor.lease.release()
+        ingestor.lease = NoLease()
         if own:
             ingestor.close()
 

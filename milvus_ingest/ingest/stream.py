@@ -1,9 +1,23 @@
 """Streaming one group of sources: read and chunk ahead, encode in windows, write behind.
 
 Reading and chunking run in a thread ahead of the encoder, and writes run in a thread behind it,
-so the model is never kept waiting; queues are bounded, so memory is too.  Each source ends with
-its stale rows deleted and then its commit mark written, so a crash anywhere leaves it visibly
-incomplete.  This module must never decide *what* to ingest (``plan`` does) or import Prefect.
+so the model is never kept waiting; queues are bounded, so memory is too.
+
+The write protocol per source, on which a re-run's plan from commit marks rests (the invariant
+is stated in ``store.state``):
+
+1. chunk 0 goes first, with ``n_chunks=0`` ("being written"), in the first request that holds
+   any row of the source (rows go out in order, so no later chunk can land before it);
+2. then every other chunk;
+3. then, if the stored mark says rows past the new end may exist, the tail is deleted by
+   expression: ``source == "…" and chunk_index >= n``;
+4. and last chunk 0 again, now with ``n_chunks=n``: the commit mark.
+
+Killed anywhere before 4, the source's chunk 0 says "being written" (or still names the old
+version, when killed before 1's request landed, and then the old rows are untouched), so the
+next run redoes it and deletes any tail; killed after 4, it is complete.  Marks and tail
+deletes are batched per window of chunks, so a source costs no request of its own.  This module
+must never decide *what* to ingest (``plan`` does) or import Prefect.
 """
 
 from __future__ import annotations
@@ -22,7 +36,7 @@ from milvus_ingest.ingest.plan import SourcePlan
 from milvus_ingest.ingest.report import StageTimes
 from milvus_ingest.reading import SourceReadError, iter_blocks, os_reason
 from milvus_ingest.sources import Skipped
-from milvus_ingest.store import MilvusStore, chunk_id, chunk_row
+from milvus_ingest.store import MilvusStore, chunk_row
 
 ProgressCallback = Callable[[int, int, int], None]  # (bytes done, bytes total, chunks done)
 
@@ -66,12 +80,12 @@ class _Writer(threading.Thread):
                     self.store.upsert(payload)
                     fault_point("after_upsert")
                 elif kind == "finalize":
-                    stale, commit_row = payload
-                    if stale:
-                        self.store.delete_ids(stale)
+                    tails, commit_rows = payload
+                    if tails:
+                        self.store.delete_tails(tails)
                         fault_point("after_delete")
-                    if commit_row is not None:
-                        self.store.upsert([commit_row])
+                    if commit_rows:
+                        self.store.upsert(commit_rows)
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                 self.error = exc
             finally:
@@ -180,10 +194,11 @@ def write_stream(
 ) -> WriteResult:
     """Chunk, encode and write these sources; returns chunks per source and the failures.
 
-    Each source ends with its stale rows deleted and then its commit mark (chunk 0's
-    ``n_chunks``) written, in that order, so a crash anywhere leaves it visibly incomplete.
-    A source that fails while being read gets no commit mark (its old rows stay, or — if it
-    was larger than a window — it stays visibly incomplete and is redone by the next run).
+    Each source ends with its stale tail deleted and then its commit mark (chunk 0's
+    ``n_chunks``) written, in that order (see the module docstring), so a crash anywhere leaves
+    it visibly incomplete.  A source that fails while being read gets no commit mark (its old
+    rows stay if none of it was written yet; else it stays visibly incomplete and is redone by
+    the next run).
     """
     result = WriteResult()
     total_bytes = sum(p.size for p in plans)
@@ -241,7 +256,11 @@ def _flush(
     counts: dict[str, int],
     times: StageTimes,
 ) -> int:
-    """Encode the window's chunks, queue their rows, then finalise the sources that ended."""
+    """Encode the window's chunks, queue their rows, then finalise the sources that ended.
+
+    Chunk 0 is written with ``n_chunks=0`` and kept; the sources that end in this window get
+    their tails deleted and their chunk 0 written again with the count, in one request each.
+    """
     chunk_items = [w for w in window if isinstance(w, _ChunkItem)]
     ends = {w.plan_index: w.n_chunks for w in window if isinstance(w, _EndItem)}
     if chunk_items:
@@ -252,22 +271,23 @@ def _flush(
         rows = []
         for item, vector in zip(chunk_items, vectors):
             plan = plans[item.plan_index]
-            known = ends.get(item.plan_index, 0)
-            # The commit mark (n_chunks) only when the whole source is in this window.
-            row = chunk_row(plan.item.source, item.index, item.chunk, vector, plan.source_hash, known)
-            if item.index == 0 and not known:
+            row = chunk_row(plan.item.source, item.index, item.chunk, vector, plan.source_hash, 0)
+            if item.index == 0:
                 first_rows[item.plan_index] = row
             rows.append(row)
         writer.put(("upsert", rows))
+    tails: dict[str, int] = {}
+    commits: list[dict[str, Any]] = []
     for plan_index, n in ends.items():
         plan = plans[plan_index]
-        new_ids = {chunk_id(plan.item.source, i) for i in range(n)}
-        stale = plan.old_ids - new_ids
-        commit = first_rows.pop(plan_index, None)
-        if commit is not None:
-            commit = dict(commit, n_chunks=n)
-        writer.put(("finalize", (stale, commit)))
+        if plan.has_stale_tail(n):
+            tails[plan.item.source] = n
+        first = first_rows.pop(plan_index, None)
+        if first is not None:
+            commits.append(dict(first, n_chunks=n))
         counts[plan.item.source] = n
+    if ends:
+        writer.put(("finalize", (tails, commits)))
     return len(chunk_items)
 
 

@@ -4,6 +4,7 @@ Nothing outside this package calls a pymilvus client or writes a row dict by han
 """
 
 from milvus_ingest.store.milvus import MilvusStore
+from milvus_ingest.store.state import SourceMark
 from milvus_ingest.store.schema import (
     META_PROPERTY,
     SCALAR_FIELDS,
@@ -21,6 +22,7 @@ __all__ = [
     "SCALAR_FIELDS",
     "CollectionMeta",
     "MilvusStore",
+    "SourceMark",
     "SourceState",
     "chunk_id",
     "chunk_row",

@@ -17,23 +17,22 @@ from typing import Any
 import numpy as np
 
 from milvus_ingest.config import MilvusSettings
-from milvus_ingest.errors import CollectionMismatchError, ConfigError, StoreError
+from milvus_ingest.errors import CollectionMismatchError, StoreError
 from milvus_ingest.sources import SOURCE_MAX_BYTES
+from milvus_ingest.store import capabilities, state
 from milvus_ingest.store.connect import connect
 from milvus_ingest.store.retry import with_retries
 from milvus_ingest.store.schema import (
     HASH_MAX_BYTES,
     ID_MAX_BYTES,
-    LITE_INDEX_TYPES,
     META_PROPERTY,
-    SERVER_23_INDEX_TYPES,
-    SERVER_INDEX_TYPES,
     CollectionMeta,
     SourceState,
     escape_string,
     meta_problems,
     plan_write_batches,
 )
+from milvus_ingest.store.state import SourceMark
 
 log = logging.getLogger(__name__)
 
@@ -93,22 +92,13 @@ class MilvusStore:
             raise StoreError(f"Milvus at {s.uri}: {what} failed: {message}") from exc
 
     # -- collection ---------------------------------------------------------------------
-    def supported_index_types(self) -> set[str]:
-        if self.backend == "lite":
-            return LITE_INDEX_TYPES
-        if self.server_version.lstrip("v").startswith(("2.3", "2.2", "2.1", "2.0")):
-            return SERVER_23_INDEX_TYPES
-        return SERVER_INDEX_TYPES
+    def supported_index_types(self, dim: int = 8) -> set[str]:
+        """Index types this Milvus builds, asked of the server (see ``capabilities``)."""
+        return capabilities.supported_index_types(self, dim)
 
-    def check_index_type(self) -> None:
-        index_type = self.settings.index_type
-        supported = self.supported_index_types()
-        if index_type not in supported:
-            where = "Milvus Lite" if self.backend == "lite" else f"Milvus {self.server_version or 'server'}"
-            raise ConfigError(
-                f"milvus.index_type={index_type} cannot be built on {where}: use one of "
-                f"{', '.join(sorted(supported))}"
-            )
+    def check_index_type(self, dim: int = 8) -> None:
+        """Refuse in one line an index the server cannot build, before anything is created."""
+        capabilities.check_index(self, dim)
 
     def exists(self) -> bool:
         return bool(self._call(lambda: self.client.has_collection(self.collection, timeout=self.settings.timeout), "has_collection"))
@@ -128,7 +118,7 @@ class MilvusStore:
             self.check_compatible(meta, for_writing=True)
             self.load()
             return False
-        self.check_index_type()
+        self.check_index_type(meta.dim)
         schema = self._schema(meta)
         index_params = self.client.prepare_index_params()
         index_params.add_index(
@@ -196,44 +186,25 @@ class MilvusStore:
         if self.exists():
             self._call(lambda: self.client.drop_collection(self.collection, timeout=self.settings.timeout), "drop_collection")
 
-    # -- state --------------------------------------------------------------------------
+    # -- state (commit marks: see ``state``) --------------------------------------------
+    def source_marks(self) -> dict[str, SourceMark]:
+        """Every stored source's commit mark: one row per source, checked against ``count(*)``."""
+        return state.read_marks(self)
+
     def source_states(self) -> dict[str, SourceState]:
-        """Every source's ids, hashes and commit mark, read with Strong consistency.
+        """Every source's ids and hashes from every row: exact, O(rows); the marks' fallback."""
+        return state.scan_states(self)
 
-        A server's iterator can miss rows still in growing segments until a Strong ``count(*)``
-        has run, so the count goes first and the scan must match it (else a flush and a second
-        scan): a state read that missed rows would leave stale chunks behind.
-        """
-        expected = self.count()
-        states = self._scan_states()
-        if sum(len(s.ids) for s in states.values()) != expected:
-            self._call(lambda: self.client.flush(self.collection, timeout=self.settings.timeout), "flush")
-            states = self._scan_states()
-            found = sum(len(s.ids) for s in states.values())
-            if found != self.count():
-                raise StoreError(
-                    f"Milvus at {self.settings.uri}: collection {self.collection!r} scan returned {found} rows, "
-                    f"count(*) says {expected}; rerun when the server is settled"
-                )
-        return states
+    def flush(self) -> None:
+        self._call(lambda: self.client.flush(self.collection, timeout=self.settings.timeout), "flush")
 
-    def _scan_states(self) -> dict[str, SourceState]:
-        states: dict[str, SourceState] = {}
-        for row in self._iterate(["source", "source_hash", "chunk_index", "n_chunks"]):
-            state = states.setdefault(row["source"], SourceState())
-            state.ids.add(row["id"])
-            state.hashes.add(row["source_hash"])
-            if row["chunk_index"] == 0:
-                state.committed_chunks = int(row["n_chunks"])
-        return states
-
-    def _iterate(self, fields: list[str], batch_size: int = 4096) -> Iterator[dict[str, Any]]:
+    def _iterate(self, fields: list[str], batch_size: int = 4096, filter_expr: str = "") -> Iterator[dict[str, Any]]:
         self._ensure_loaded()
         iterator = self._call(
             lambda: self.client.query_iterator(
                 self.collection,
                 batch_size=batch_size,
-                filter="",
+                filter=filter_expr,
                 output_fields=fields,
                 consistency_level="Strong",
                 timeout=self.settings.timeout,
@@ -249,12 +220,13 @@ class MilvusStore:
         finally:
             iterator.close()
 
-    def count(self) -> int:
+    def count(self, filter_expr: str = "") -> int:
+        """Rows (matching ``filter_expr``), read with Strong consistency."""
         self._ensure_loaded()
         result = self._call(
             lambda: self.client.query(
                 self.collection,
-                filter="",
+                filter=filter_expr,
                 output_fields=["count(*)"],
                 consistency_level="Strong",
                 timeout=self.settings.timeout,
@@ -275,16 +247,19 @@ class MilvusStore:
             )
         return len(batches)
 
-    def delete_ids(self, ids: Iterable[str]) -> int:
-        """Delete rows by primary key (ids are hex digests: no escaping can go wrong)."""
-        id_list = sorted(ids)
-        for start in range(0, len(id_list), 1000):
-            part = id_list[start : start + 1000]
-            self._call(
-                lambda part=part: self.client.delete(self.collection, ids=part, timeout=self.settings.timeout),
-                f"delete of {len(part)} rows",
-            )
-        return len(id_list)
+    def delete_where(self, filter_expr: str, what: str) -> None:
+        """Delete the rows matching an expression built from escaped literals (``state``)."""
+        self._call(
+            lambda: self.client.delete(self.collection, filter=filter_expr, timeout=self.settings.timeout), what
+        )
+
+    def delete_tails(self, tails: dict[str, int]) -> None:
+        """For each ``source: n``, delete that source's chunks ``n`` and after, by expression."""
+        state.delete_tails(self, tails)
+
+    def delete_sources(self, sources: Iterable[str]) -> None:
+        """Delete every row of these sources (chunk 0 in the same request as the rest)."""
+        state.delete_sources(self, sources)
 
     # -- reads --------------------------------------------------------------------------
     def query_source(self, source: str, fields: Sequence[str] = ("id",)) -> list[dict[str, Any]]:

@@ -25,10 +25,9 @@ HASH_MAX_BYTES = 80
 
 #: Fields every row has, in the order the collection declares them.
 SCALAR_FIELDS = ("text", "source", "chunk_index", "start_char", "end_char", "source_hash", "n_chunks")
-#: Index types each backend can build (NOTES: Lite rejects the rest; DISKANN hangs on 2.3).
+#: Index types Milvus Lite builds (it accepts any name at create_index, so it cannot be asked);
+#: a server is asked instead (``capabilities``).
 LITE_INDEX_TYPES = {"FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW", "AUTOINDEX"}
-SERVER_23_INDEX_TYPES = LITE_INDEX_TYPES | {"IVF_PQ"}
-SERVER_INDEX_TYPES = SERVER_23_INDEX_TYPES | {"DISKANN", "SCANN"}
 
 
 @dataclass(frozen=True)

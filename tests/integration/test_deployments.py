@@ -23,6 +23,7 @@ import urllib.error
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -183,7 +184,7 @@ def test_prefect_yaml_matches_the_flows():
     assert pull["directory"] == "{{ clone.stdout }}"  # the clone `prefect deploy` ran in
     assert spec["build"][0]["prefect.deployments.steps.run_shell_script"]["script"] == "pwd"
     deployments = {d["name"]: d for d in spec["deployments"]}
-    assert set(deployments) == {"ingest", "search", "fanout"}
+    assert set(deployments) == {"ingest", "ingest-shard", "search", "fanout"}
     for d in deployments.values():
         assert d["work_pool"]["name"] == POOL
         path, _, name = d["entrypoint"].partition(":")
@@ -191,6 +192,13 @@ def test_prefect_yaml_matches_the_flows():
     assert deployments["ingest"]["schedules"][0]["cron"] == "0 * * * *"
     IngestParams.model_validate(deployments["ingest"]["parameters"]["params"])
     FanoutParams.model_validate(deployments["fanout"]["parameters"]["params"])
+    # Runs of one collection's ingest take turns; the fan-out's shards (no schedule) run at once.
+    assert deployments["ingest"]["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+    shard = deployments["ingest-shard"]
+    assert shard["entrypoint"] == deployments["ingest"]["entrypoint"] and "concurrency_limit" not in shard
+    assert not shard.get("schedules") and IngestParams.model_validate(shard["parameters"]["params"]).shard
+    assert deployments["fanout"]["parameters"]["params"]["deployment"] == "ingest/ingest-shard"
+    assert FanoutParams.model_fields["deployment"].default == "ingest/ingest-shard"
     from flows.search import SearchParams
 
     SearchParams.model_validate(deployments["search"]["parameters"]["params"])
@@ -321,9 +329,12 @@ def test_deploy_all_created_the_deployments_from_prefect_yaml(stack):
         {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}
     ]
     assert "params" in ingest["parameter_openapi_schema"]["properties"]
-    for name in ("search/search", "ingest-fanout/fanout"):
+    for name in ("search/search", "ingest-fanout/fanout", "ingest/ingest-shard"):
         assert stack.deployment(name)["work_pool_name"] == POOL
     assert stack.deployment("ingest-fanout/fanout")["work_queue_name"] == "fanout"
+    assert ingest["global_concurrency_limit"]["limit"] == 1
+    assert ingest["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+    assert stack.deployment("ingest/ingest-shard")["global_concurrency_limit"] is None
 
 
 @pytest.mark.prefect
@@ -346,6 +357,27 @@ def _summary(artifacts: list[dict]) -> dict:
     table = next(a for a in artifacts if a["key"] == "ingest-summary")
     data = json.loads(table["data"]) if isinstance(table["data"], str) else table["data"]
     return {row["metric"]: row["value"] for row in data}
+
+
+@pytest.mark.prefect
+def test_two_runs_of_the_ingest_deployment_take_turns(stack, tmp_path):
+    """ENQUEUE: a run started while another runs waits for the slot, then completes after it.
+
+    Both write one Milvus Lite folder, which two processes at once could not even open: both
+    completing, one after the other, is what the concurrency limit buys.
+    """
+    corpus = sample_corpus(tmp_path / "corpus", paragraphs=8)
+    config = write_config(tmp_path / "turns.yaml", str(tmp_path / "milvus.db"), unique_name(), model={"threads": 1})
+    params = {"sources": [str(corpus)], "config": str(config)}
+    ids = [stack.start_run("ingest/ingest", params), stack.start_run("ingest/ingest", params)]
+    runs = [stack.wait(run_id, timeout=420) for run_id in ids]
+    assert [r["state"]["type"] for r in runs] == ["COMPLETED", "COMPLETED"], [r["state"]["message"] for r in runs]
+    first, second = sorted(runs, key=lambda r: r["start_time"])
+    assert datetime.fromisoformat(second["start_time"]) >= datetime.fromisoformat(first["end_time"])
+    states = stack.server.api("GET", f"/flow_run_states/?flow_run_id={second['id']}")
+    assert "AwaitingConcurrencySlot" in {s["name"] for s in states}
+    summaries = [_summary(stack.artifacts(r["id"])) for r in (first, second)]
+    assert (summaries[0]["new"], summaries[1]["new"], summaries[1]["unchanged"]) == (5, 0, 5)
 
 
 @pytest.mark.prefect

@@ -56,6 +56,8 @@ SERVER_ENV = {
     "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
     "PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS": "2",
     "PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS": "300",
+    # A run waiting for a deployment's concurrency slot (ENQUEUE) retries this often (default 30 s).
+    "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "3",
 }
 #: Inherited variables that would point a test process at someone else's Prefect.
 _DROPPED_ENV = ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE", "PREFECT_HOME", "MILVUS_URI", "MILVUS_TOKEN")
