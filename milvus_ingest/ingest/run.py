@@ -33,6 +33,7 @@ from milvus_ingest.ingest.plan import (
     group_plans,
     plan_ingest,
     select_shard,
+    shard_of,
 )
 from milvus_ingest.ingest.report import IngestReport, StageTimes
 from milvus_ingest.ingest.stream import ProgressCallback, WriteResult, write_stream
@@ -131,16 +132,25 @@ class Ingestor:
         self._checked_with_model = need_model
         return created
 
-    def read_marks(self) -> dict[str, SourceMark]:
-        """One commit mark per stored source (a few paged reads, not a scan of every row)."""
-        return self.store.source_marks() if self.store.exists() else {}
+    def read_marks(self, shard: tuple[int, int] | None = None) -> dict[str, SourceMark]:
+        """One commit mark per stored source (a few paged reads, not a scan of every row).
+
+        A shard run checks the marks of its own shard's sources only: the other shards of its
+        fan-out may be writing theirs at the same time.
+        """
+        if not self.store.exists():
+            return {}
+        if shard is None:
+            return self.store.source_marks()
+        index, count = shard
+        return self.store.source_marks(lambda source: shard_of(source, count) == index)
 
     # -- steps ------------------------------------------------------------------------
     def plan(self, discovery: Discovery, options: IngestOptions) -> IngestPlan:
         started = time.perf_counter()
         discovery = select_shard(discovery, options.shard)
         plan = plan_ingest(
-            discovery.files, discovery.skipped, discovery.is_gone, self.read_marks(), self.settings, options
+            discovery.files, discovery.skipped, discovery.is_gone, self.read_marks(options.shard), self.settings, options
         )
         self.times.plan += time.perf_counter() - started
         return plan

@@ -164,8 +164,7 @@ class WriteLease:
             if not blocking:
                 with _HELD_LOCK:
                     _HELD.add(self.token)
-                self.acquired_ms, self.expires_ms = now, now + self.ttl_ms
-                self._write(now)  # the same row, now with its acquisition time
+                self.acquired_ms, self.expires_ms = now, now + self.ttl_ms  # as written above
                 self._thread = threading.Thread(target=self._renew_loop, name="milvus-write-lease", daemon=True)
                 self._thread.start()
                 return self

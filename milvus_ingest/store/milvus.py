@@ -1,7 +1,7 @@
 """Milvus access for the pipeline: one schema, one client, the same code for Lite and a server.
 
 Owns the collection's schema and its recorded metadata (model, instructions, dim), the state a
-re-run reads back (a content hash per source), byte-bounded writes, and the translation of
+re-run reads back (one commit mark per source: ``state``), byte-bounded writes, and the translation of
 Milvus's many failure shapes into one clear ``StoreError`` line.  This module must never write a
 row into a collection whose recorded model, instruction or dimension differs from the caller's,
 and never send a request larger than ``write_batch_bytes``.
@@ -10,7 +10,7 @@ and never send a request larger than ``write_batch_bytes``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -187,9 +187,10 @@ class MilvusStore:
             self._call(lambda: self.client.drop_collection(self.collection, timeout=self.settings.timeout), "drop_collection")
 
     # -- state (commit marks: see ``state``) --------------------------------------------
-    def source_marks(self) -> dict[str, SourceMark]:
-        """Every stored source's commit mark: one row per source, checked against ``count(*)``."""
-        return state.read_marks(self)
+    def source_marks(self, in_scope: Callable[[str], bool] | None = None) -> dict[str, SourceMark]:
+        """Every stored source's commit mark (one row per source), checked against ``count(*)``
+        over the sources ``in_scope`` accepts (all by default; a shard run's own)."""
+        return state.read_marks(self, in_scope)
 
     def source_states(self) -> dict[str, SourceState]:
         """Every source's ids and hashes from every row: exact, O(rows); the marks' fallback."""
@@ -219,6 +220,21 @@ class MilvusStore:
                 yield from page
         finally:
             iterator.close()
+
+    def query(self, filter_expr: str, fields: Sequence[str], limit: int) -> list[dict[str, Any]]:
+        """At most ``limit`` rows matching ``filter_expr``, read with Strong consistency."""
+        self._ensure_loaded()
+        return self._call(
+            lambda: self.client.query(
+                self.collection,
+                filter=filter_expr,
+                output_fields=list(fields),
+                limit=limit,
+                consistency_level="Strong",
+                timeout=self.settings.timeout,
+            ),
+            "query",
+        )
 
     def count(self, filter_expr: str = "") -> int:
         """Rows (matching ``filter_expr``), read with Strong consistency."""

@@ -12,8 +12,9 @@ and the mark (``n_chunks=n``) is written last, after every chunk and after the s
 (``chunk_index >= n``) is deleted by expression; a source is removed with one delete by
 expression of all its rows, chunk 0 included.  So a plan needs chunk 0's row per source only:
 :func:`read_marks` lists them (``chunk_index == 0``: one row per source, paginated), and checks
-the invariant globally at the cost of one ``count(*)``: the rows of complete sources must add up
-to their marks, plus the rows of sources still marked "being written".  If they do not (a server
+the invariant at the cost of one ``count(*)``: the rows of complete sources must add up to their
+marks, plus the rows of sources still marked "being written" (a shard run checks its own
+shard's sources, by a count per batch of them, since the other shards write at the same time).  If they do not (a server
 killed half-way through a delete, rows written by an older version of this code or by hand), it
 falls back once to :func:`scan_states`, the full scan of every row, which is exact; the run that
 follows repairs what did not add up.
@@ -25,7 +26,7 @@ a filter whose string literals were not escaped by ``escape_string``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +36,10 @@ from milvus_ingest.store.schema import SourceState, escape_string
 
 log = logging.getLogger(__name__)
 
+#: The rows that are commit marks.
+MARK_FILTER = "chunk_index == 0"
+#: A server returns at most 16384 rows per query (offset + limit).
+MARKS_IN_ONE_QUERY = 16384
 #: Bounds of one filter expression listing sources (escaped literal bytes, and items).
 EXPR_MAX_BYTES = 256 * 1024
 EXPR_MAX_ITEMS = 1000
@@ -47,6 +52,7 @@ class MilvusStore(Protocol):
     collection: str
 
     def count(self, filter_expr: str = "") -> int: ...
+    def query(self, filter_expr: str, fields: Sequence[str], limit: int) -> list[dict[str, Any]]: ...
     def flush(self) -> None: ...
     def delete_where(self, filter_expr: str, what: str) -> None: ...
     def _iterate(self, fields: list[str], batch_size: int = 4096, filter_expr: str = "") -> Iterator[dict[str, Any]]: ...
@@ -64,17 +70,24 @@ class SourceMark:
         return self.n_chunks > 0 and self.source_hash == source_hash
 
 
-def read_marks(store: MilvusStore) -> dict[str, SourceMark]:
+def read_marks(store: MilvusStore, in_scope: Callable[[str], bool] | None = None) -> dict[str, SourceMark]:
     """Every stored source's mark, checked against ``count(*)`` (see the module docstring).
 
-    The count goes first: on a server, an iterator can miss rows still in growing segments until
-    a Strong ``count(*)`` has run.  A mismatch gets a flush and a second reading; a second
-    mismatch falls back to the full scan.
+    ``in_scope`` limits the check to the sources a shard run may write (other shards write
+    theirs at the same time, so the whole collection's count is a moving target; a shard's own
+    sources are not).  The Strong count goes first: on a server, an iterator can miss rows still
+    in growing segments until one has run.  A mismatch gets a flush and a second reading; a
+    second mismatch falls back to reading every row (of the scope's sources).
     """
     for attempt in range(2):
-        expected = store.count()
+        total = store.count()
         marks = list_marks(store)
-        found = rows_accounted_for(store, marks)
+        if in_scope is None:
+            checked, expected = marks, total
+        else:
+            checked = {s: m for s, m in marks.items() if in_scope(s)}
+            expected = count_source_rows(store, list(checked))
+        found = rows_accounted_for(store, checked)
         if found == expected:
             return marks
         if attempt == 0:
@@ -84,15 +97,23 @@ def read_marks(store: MilvusStore) -> dict[str, SourceMark]:
         "repair (a run was killed during a delete, or rows were written outside this pipeline)",
         store.collection, found, expected,
     )
-    return marks_from_states(scan_states(store))
+    if in_scope is None:
+        return marks_from_states(scan_states(store))
+    return {**marks, **marks_from_states(scan_sources(store, list(checked)))}
 
 
 def list_marks(store: MilvusStore) -> dict[str, SourceMark]:
-    """Chunk 0's row of every source: one row per source, read in pages."""
-    marks: dict[str, SourceMark] = {}
-    for row in store._iterate(["source", "source_hash", "n_chunks"], filter_expr="chunk_index == 0"):
-        marks[row["source"]] = SourceMark(row["source_hash"], int(row["n_chunks"]))
-    return marks
+    """Chunk 0's row of every source: one request up to ``MARKS_IN_ONE_QUERY`` sources, else pages.
+
+    A single query returning fewer rows than its limit has returned every match (no ordering is
+    assumed); only a full one is read again, with the paging iterator.
+    """
+    fields = ["source", "source_hash", "n_chunks"]
+    first = store.query(MARK_FILTER, fields, limit=MARKS_IN_ONE_QUERY)
+    rows: Iterable[dict[str, Any]] = first
+    if len(first) >= MARKS_IN_ONE_QUERY:
+        rows = store._iterate(fields, filter_expr=MARK_FILTER)
+    return {row["source"]: SourceMark(row["source_hash"], int(row["n_chunks"])) for row in rows}
 
 
 def rows_accounted_for(store: MilvusStore, marks: dict[str, SourceMark]) -> int:
@@ -179,9 +200,17 @@ def scan_states(store: MilvusStore) -> dict[str, SourceState]:
     return states
 
 
-def _scan(store: MilvusStore) -> dict[str, SourceState]:
+def scan_sources(store: MilvusStore, sources: Sequence[str]) -> dict[str, SourceState]:
+    """Like ``scan_states``, for these sources only (a shard's fallback)."""
     states: dict[str, SourceState] = {}
-    for row in store._iterate(["source", "source_hash", "chunk_index", "n_chunks"]):
+    for expr in source_filters(sources):
+        states.update(_scan(store, expr))
+    return states
+
+
+def _scan(store: MilvusStore, filter_expr: str = "") -> dict[str, SourceState]:
+    states: dict[str, SourceState] = {}
+    for row in store._iterate(["source", "source_hash", "chunk_index", "n_chunks"], filter_expr=filter_expr):
         state = states.setdefault(row["source"], SourceState())
         state.ids.add(row["id"])
         state.hashes.add(row["source_hash"])

@@ -131,3 +131,29 @@ def test_memory_benchmark_child_process(tmp_path, capsys):
     assert run["chunks"] > 10 and run["rows"] == run["chunks"]
     assert run["ingest_peak_rss_mib"] > 50 and run["encoder"] == "stub"
     assert "ingest peak RSS" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where", ["lite", "server"])
+def test_scale_benchmark_end_to_end_tiny(tmp_path, capsys, request, where):
+    """Two tiny sizes with the same sources: every phase runs, and its counts are the ones asked for."""
+    from benchmarks import scale
+
+    args = ["--sizes", "200,400", "--sources", "30", "--large", "2", "--small-chunks", "3", "--json", str(tmp_path / "s.json")]
+    if where == "server":
+        server = request.getfixturevalue("milvus_server_process")
+        args += ["--backend", "server", "--uri", server.uri, "--token", server.token]
+    else:
+        args += ["--backend", "lite"]
+    assert scale.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "unchanged peak RSS MiB" in printed and "Machine:" in printed
+    rows = json.loads((tmp_path / "s.json").read_text())["rows"]
+    assert [(r["backend"], r["sources"]) for r in rows] == [(where, 30), (where, 30)]
+    for r, size in zip(rows, (200, 400)):
+        assert r["chunks"] == 28 * 3 + 2 * ((size - 28 * 3) // 2)  # the corpus holds what was asked
+        assert r["unchanged"]["chunks"] == 0 and r["unchanged"]["unchanged"] == 30
+        assert r["one_changed"]["updated"] == 1 and r["one_changed"]["chunks"] == 4
+        assert r["one_percent_changed"]["updated"] == r["changed_sources"] >= 1
+        assert r["prune_one_percent"]["pruned"] == r["pruned_sources"] >= 1
+        assert r["full_scan_earlier_plan"]["rows"] == r["prune_one_percent"]["rows_in_collection"]
+        assert r["unchanged"]["peak_rss_mib"] > 50 and r["unchanged"]["stages"]["encode"] == 0

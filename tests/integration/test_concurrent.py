@@ -155,3 +155,19 @@ def test_a_lease_that_cannot_be_renewed_is_lost_and_stops_the_run(server, tmp_pa
                 lease.check()
         finally:
             lease.release()
+
+
+def test_two_shards_at_once_check_only_their_own_sources_and_equal_a_clean_ingest(server, tmp_path, t5_embedder):
+    corpus = write_corpus(tmp_path / "c", {f"f{i:02d}.txt": f"File {i} about copper, lanterns and rivers. " * 40 for i in range(24)})
+    config = _config(tmp_path, server, write_batch_rows=8)
+    settings = load_settings(config)
+    seed = run_module("flows.ingest", str(corpus / "f00.txt"), "--config", str(config), "--no-flow")
+    assert seed.returncode == 0, seed.stderr  # the collection exists: both shards plan while the other writes
+    shards = [_start(str(corpus), "--config", str(config), "--shard", f"{i}/2") for i in range(2)]
+    outputs = [proc.communicate(timeout=600) for proc in shards]
+    for proc, (out, err) in zip(shards, outputs):
+        assert proc.returncode == 0, err[-2000:]
+        assert "reading every row" not in err  # each checked its own sources, and they added up
+    summaries = [json.loads(out) for out, _ in outputs]
+    assert sum(s["new"] for s in summaries) == 23 and sum(s["unchanged"] for s in summaries) == 1
+    assert snapshot(settings) == clean_snapshot(None, settings, [str(corpus)], t5_embedder)

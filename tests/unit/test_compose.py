@@ -210,3 +210,22 @@ def test_usage_documented():
         "MILVUS_AUTH_ENABLED=true",
     ):
         assert needle in text, f"usage comment lacks {needle!r}"
+
+
+def test_message_queue_is_pinned_to_what_the_previous_release_used(services):
+    """An upgrade must keep the message queue (2.5 -> 2.6): it is set, not left to the image's default."""
+    _, svc = _milvus_service(services)
+    raw = _environment(svc).get("MQ_TYPE", "")
+    m = _VAR_RE.fullmatch(raw)
+    assert m and m.group(1) == "MILVUS_MQ_TYPE", raw
+    assert _interpolate(raw) == "rocksmq"
+
+
+def test_management_port_is_published_on_localhost_only(services):
+    """9091 serves /healthz, metrics and the WebUI without authentication (CVE-2026-26190 on 2.6.0-2.6.9)."""
+    _, svc = _milvus_service(services)
+    mappings = [_interpolate(str(p)) for p in svc.get("ports") or [] if str(p).rstrip('"').endswith(":9091")]
+    assert mappings and all(m.startswith("127.0.0.1:") for m in mappings), mappings
+    _, tag, _ = _split_image(svc["image"])
+    major, minor, patch = (int(x) for x in re.match(r"v(\d+)\.(\d+)\.(\d+)", tag).groups())
+    assert (major, minor) != (2, 6) or patch >= 10, tag
