@@ -43,6 +43,7 @@ class IngestParams(BaseModel):
     prune: bool = Field(default=False, description="remove stored sources whose files no longer exist")
     yes: bool = Field(default=False, description="confirm a prune over sources.prune_max_share")
     shard: str | None = Field(default=None, pattern=r"^[0-9]+/[0-9]+$", description="i/N: this worker's part")
+    recreate: bool = Field(default=False, description="with full: drop the collection and rebuild it from the sources")
     token_secret: str | None = Field(
         default=None, description="name of a Prefect Secret block holding the Milvus token"
     )
@@ -107,7 +108,9 @@ def ingest(params: IngestParams) -> dict[str, Any]:
         from prefect.blocks.system import Secret
 
         settings.milvus.token = Secret.load(params.token_secret).get()
-    options = IngestOptions(full=params.full, prune=params.prune, yes=params.yes, shard=parse_shard(params.shard))
+    options = IngestOptions(
+        full=params.full, prune=params.prune, yes=params.yes, shard=parse_shard(params.shard), recreate=params.recreate
+    )
     progress = _ProgressArtifact(CLI_PROGRESS.get("bar"))
     report = run_ingest(settings, params.sources, options, progress=progress, step=_prefect_step)
     _publish(report)

@@ -56,6 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--yes", action="store_true", help="confirm a prune over sources.prune_max_share")
     parser.add_argument("--shard", help="i/N: ingest only this worker's share of the sources")
+    parser.add_argument(
+        "--recreate", action="store_true",
+        help="with --full: drop the collection (one this pipeline made) and rebuild it from these sources",
+    )
     parser.add_argument("--no-flow", action="store_true", help="run without Prefect (no flow run, no artifacts)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser.parse_args(argv)
@@ -65,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     quiet_environment(one_off=True)  # before Prefect or transformers are imported
     args = parse_args(argv)
     settings = settings_with_overrides(args.config, args.uri, args.collection, args.model)  # fail fast
-    options = IngestOptions(full=args.full, prune=args.prune, yes=args.yes, shard=parse_shard(args.shard))
+    options = IngestOptions(
+        full=args.full, prune=args.prune, yes=args.yes, shard=parse_shard(args.shard), recreate=args.recreate
+    )
     # A typo in a path is a one-line error before any flow run, model or Milvus is started.
     s = settings.sources
     discover_sources(args.sources, s.include, s.exclude, s.follow_symlinks)
@@ -80,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             params = flow_module.IngestParams(
                 sources=args.sources, config=args.config, uri=args.uri, collection=args.collection,
                 model=args.model, full=args.full, prune=args.prune, yes=args.yes, shard=args.shard,
+                recreate=args.recreate,
             )
             summary = flow_module.ingest(params)
     finally:

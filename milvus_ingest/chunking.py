@@ -4,8 +4,11 @@ A chunk is a span ``text[start:end]`` of the source, cut at paragraph, then sent
 boundaries where it can, and at token boundaries where it must.  Two limits are hard, because
 breaking them loses text silently: the document instruction plus the chunk never exceeds the
 model's ``max_seq_length`` (the encoder would truncate), and the chunk's UTF-8 bytes never exceed
-the collection's VARCHAR limit (Milvus would refuse it).  This module must never load a model or
-touch Milvus: it needs only the model's tokenizer.
+the collection's VARCHAR limit (Milvus would refuse it).  A document is chunked block by block
+(``chunk_block``): a reader's block never spans two sections or pages, so neither does a chunk,
+and each chunk carries its block's section path (joined with " > ") and page.  Offsets index into
+the concatenated text of the blocks, i.e. the text extracted from the source.  This module must
+never load a model or touch Milvus: it needs only the model's tokenizer.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from milvus_ingest.errors import ConfigError
+from milvus_ingest.readers import Block
+
+#: Joins a block's heading path into the chunk's ``section`` ("Installation > On Linux").
+SECTION_SEPARATOR = " > "
 
 #: Boundaries tried in order, coarsest first.  Sentence ends include CJK full stops, which are
 #: not followed by a space.
@@ -29,11 +36,14 @@ _SPLITTERS: tuple[re.Pattern[str], ...] = (
 
 @dataclass(frozen=True)
 class Chunk:
-    """A piece of one source: ``text == source_text[start:end]`` in characters."""
+    """A piece of one source: ``text == source_text[start:end]`` in characters of the extracted
+    text; ``section`` is its heading path ("" when none) and ``page`` its 1-based page (0: no pages)."""
 
     text: str
     start: int
     end: int
+    section: str = ""
+    page: int = 0
 
 
 @dataclass(frozen=True)
@@ -143,8 +153,15 @@ class Chunker:
         spans = self._enforce_limits(text, spans)
         return [Chunk(text[s:e], s + base_offset, e + base_offset) for s, e in spans]
 
+    def chunk_block(self, block: Block, base_offset: int) -> list[Chunk]:
+        """Chunks of one reader block at ``base_offset`` in the document, with its section and page."""
+        section = SECTION_SEPARATOR.join(block.section)
+        return [
+            Chunk(c.text, c.start, c.end, section, block.page) for c in self.chunk_text(block.text, base_offset)
+        ]
+
     def chunk_blocks(self, blocks: Iterable[tuple[int, str]]) -> Iterator[Chunk]:
-        """Chunk a file given as ``(char_offset, text)`` blocks (see ``sources.iter_text_blocks``)."""
+        """Chunk a file given as ``(char_offset, text)`` blocks (see ``readers.text.iter_text_blocks``)."""
         for offset, block in blocks:
             yield from self.chunk_text(block, offset)
 

@@ -8,7 +8,6 @@ incomplete.  This module must never decide *what* to ingest (``plan`` does) or i
 
 from __future__ import annotations
 
-import hashlib
 import os
 import queue
 import signal
@@ -21,9 +20,10 @@ from typing import Any
 from milvus_ingest.chunking import Chunk, Chunker
 from milvus_ingest.ingest.plan import SourcePlan
 from milvus_ingest.ingest.report import StageTimes
-from milvus_ingest.reading import SourceReadError, iter_blocks, os_reason
+from milvus_ingest.readers import UnreadableDocument
+from milvus_ingest.reading import SourceReadError, os_reason, read_source
 from milvus_ingest.sources import Skipped
-from milvus_ingest.store import MilvusStore, chunk_id, chunk_row
+from milvus_ingest.store import DocumentFields, MilvusStore, chunk_id, chunk_row
 
 ProgressCallback = Callable[[int, int, int], None]  # (bytes done, bytes total, chunks done)
 
@@ -54,6 +54,7 @@ class _ChunkItem:
     plan_index: int
     index: int
     chunk: Chunk
+    document: DocumentFields
 
 
 @dataclass
@@ -135,7 +136,8 @@ def _produce(
     times: StageTimes,
     stop: threading.Event,
 ) -> None:
-    """Read and chunk sources in order, ahead of the encoder (bounded queue: bounded memory).
+    """Read (as its format: a PDF is parsed here) and chunk sources in order, ahead of the encoder
+    (bounded queue: bounded memory).
 
     A source that fails to read, decode or parse — or whose bytes differ from what was inspected
     (changed mid-run) — ends with a ``_FailedItem`` instead of an ``_EndItem``: that source is
@@ -144,9 +146,13 @@ def _produce(
     try:
         for plan_index, plan in enumerate(plans):
             n = 0
-            digest = hashlib.sha256()
             try:
-                blocks = iter_blocks(plan.item, digest)
+                started = time.perf_counter()
+                document, bytes_read = read_source(plan.item, plan.format)
+                times.read += time.perf_counter() - started
+                fields = DocumentFields(document.title, document.format, plan.mtime, document.metadata)
+                blocks = iter(document.blocks)
+                offset = 0
                 while True:
                     started = time.perf_counter()
                     block = next(blocks, None)
@@ -154,14 +160,15 @@ def _produce(
                     if block is None:
                         break
                     started = time.perf_counter()
-                    chunks = chunker.chunk_text(block[1], block[0])
+                    chunks = chunker.chunk_block(block, offset)
+                    offset += len(block.text)
                     times.chunk += time.perf_counter() - started
                     for chunk in chunks:
                         if stop.is_set():
                             return
-                        out.put(_ChunkItem(plan_index, n, chunk))
+                        out.put(_ChunkItem(plan_index, n, chunk, fields))
                         n += 1
-                if plan.sha256 and digest.hexdigest() != plan.sha256:
+                if plan.sha256 and bytes_read() != plan.sha256:
                     raise SourceReadError("changed while being read; rerun to pick up the new version")
             except Exception as exc:  # noqa: BLE001 - one source's failure is that source's skip
                 out.put(_FailedItem(plan_index, read_failure_reason(exc)))
@@ -174,7 +181,7 @@ def _produce(
 
 def read_failure_reason(exc: Exception) -> str:
     """One line for a source that failed while being read (never a traceback)."""
-    if isinstance(exc, SourceReadError):
+    if isinstance(exc, UnreadableDocument):
         return exc.reason
     if isinstance(exc, OSError):
         return os_reason(exc)
@@ -276,7 +283,7 @@ def _flush(
             plan = plans[item.plan_index]
             known = ends.get(item.plan_index, 0)
             # The commit mark (n_chunks) only when the whole source is in this window.
-            row = chunk_row(plan.item.source, item.index, item.chunk, vector, plan.source_hash, known)
+            row = chunk_row(plan.item.source, item.index, item.chunk, vector, plan.source_hash, known, item.document)
             if item.index == 0 and not known:
                 first_rows[item.plan_index] = row
             rows.append(row)

@@ -11,6 +11,7 @@ This module must never run OCR, keep more than one page's text, or print.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from collections.abc import Iterator
@@ -19,7 +20,18 @@ from pathlib import Path
 from pypdf import PdfReader
 from pypdf.constants import UserAccessPermissions
 
-from milvus_ingest.readers.base import SEPARATOR, Block, Budget, Document, ReaderLimits, UnreadableDocument, metered
+from milvus_ingest.readers.base import (
+    SEPARATOR,
+    Block,
+    Budget,
+    Document,
+    Opener,
+    ReaderLimits,
+    UnreadableDocument,
+    metered,
+    plain_open,
+    read_whole,
+)
 
 NO_TEXT = "no text layer (scanned PDF; needs OCR)"
 #: How far from the end the ``%%EOF`` marker of a complete file is looked for.
@@ -31,13 +43,16 @@ if _pypdf_logger.level == logging.NOTSET:
     _pypdf_logger.setLevel(logging.ERROR)
 
 
-def open_pdf(path: Path, limits: ReaderLimits) -> Document:
-    """Open the PDF and extract pages up to the first with text (for the title and the OCR check)."""
+def open_pdf(path: Path, limits: ReaderLimits, opener: Opener = plain_open) -> Document:
+    """Open the PDF and extract pages up to the first with text (for the title and the OCR check).
+
+    The file is read once into memory, as pypdf does with a path (it needs random access)."""
     budget = Budget(limits.max_seconds)
     budget.resume()
-    _check_complete(path)
+    raw = read_whole(path, limits, opener)
+    _check_complete(raw)
     try:
-        reader = PdfReader(path)
+        reader = PdfReader(io.BytesIO(raw))
         _decrypt(reader)
         count = len(reader.pages)
         title = str((reader.metadata or {}).get("/Title") or "").strip()
@@ -60,12 +75,9 @@ def open_pdf(path: Path, limits: ReaderLimits) -> Document:
                     metered(blocks, budget, NO_TEXT))
 
 
-def _check_complete(path: Path) -> None:
-    with open(path, "rb") as handle:
-        handle.seek(0, 2)
-        handle.seek(max(0, handle.tell() - EOF_WINDOW))
-        if b"%%EOF" not in handle.read():
-            raise UnreadableDocument("corrupt PDF (truncated: no %%EOF marker at the end)")
+def _check_complete(raw: bytes) -> None:
+    if raw.rfind(b"%%EOF", max(0, len(raw) - EOF_WINDOW)) < 0:
+        raise UnreadableDocument("corrupt PDF (truncated: no %%EOF marker at the end)")
 
 
 def _decrypt(reader: PdfReader) -> None:

@@ -5,9 +5,12 @@ Nothing outside this package calls a pymilvus client or writes a row dict by han
 
 from milvus_ingest.store.milvus import MilvusStore
 from milvus_ingest.store.schema import (
+    DOCUMENT_FIELDS,
     META_PROPERTY,
     SCALAR_FIELDS,
+    SCHEMA_VERSION,
     CollectionMeta,
+    DocumentFields,
     SourceState,
     chunk_id,
     chunk_row,
@@ -17,9 +20,12 @@ from milvus_ingest.store.schema import (
 )
 
 __all__ = [
+    "DOCUMENT_FIELDS",
     "META_PROPERTY",
     "SCALAR_FIELDS",
+    "SCHEMA_VERSION",
     "CollectionMeta",
+    "DocumentFields",
     "MilvusStore",
     "SourceState",
     "chunk_id",
