@@ -144,6 +144,8 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
         default_threads = torch.get_num_threads()
         from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction
         from milvus_ingest.ingest import WINDOW_BATCHES, IngestOptions, Ingestor, run_ingest
+        from milvus_ingest.ingest.report import StageTimes
+        from milvus_ingest.ingest.stream import timed_blocks
         from milvus_ingest.readers import UnreadableDocument
         from milvus_ingest.reading import inspect_source, read_source, source_format
         from milvus_ingest.sources import discover_sources
@@ -177,28 +179,20 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
         fmt = source_format(source, settings.sources.formats)
         if inspect_source(source, fmt).reason:  # empty, binary, not UTF-8: the pipeline skips it too
             continue
-        index = offset = 0
         reader = readers.setdefault(fmt, {"format": fmt, "files": 0, "bytes": 0, "pages": 0, "seconds": 0.0})
         pages: set[int] = set()
         t0 = time.perf_counter()
         try:
-            blocks = iter(read_source(source, fmt)[0].blocks)
+            blocks = read_source(source, fmt)[0].blocks
             reader["seconds"] += time.perf_counter() - t0
             cut_source: list[BenchChunk] = []
-            while True:
-                t0 = time.perf_counter()
-                block = next(blocks, None)
-                reader["seconds"] += time.perf_counter() - t0
-                if block is None:
-                    break
-                pages.add(block.page)
-                t0 = time.perf_counter()
-                cut = chunker.chunk_block(block, offset)
-                offset += len(block.text)
-                chunk_s += time.perf_counter() - t0
-                for c in cut:
-                    cut_source.append(BenchChunk(c.text, source.source, index))
-                    index += 1
+            times = StageTimes()  # what the reader takes, apart from what the chunker takes
+            t0 = time.perf_counter()
+            for c in chunker.chunk_document(timed_blocks(blocks, times)):
+                cut_source.append(BenchChunk(c.text, source.source, len(cut_source)))
+                pages.add(c.page)
+            chunk_s += time.perf_counter() - t0 - times.read
+            reader["seconds"] += times.read
         except UnreadableDocument:  # a bad PDF, say: the pipeline skips it too
             continue
         chunks.extend(cut_source)

@@ -13,14 +13,14 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from milvus_ingest.chunking import Chunk, Chunker
 from milvus_ingest.ingest.plan import SourcePlan
 from milvus_ingest.ingest.report import StageTimes
-from milvus_ingest.readers import UnreadableDocument
+from milvus_ingest.readers import Block, UnreadableDocument
 from milvus_ingest.reading import SourceReadError, os_reason, read_source
 from milvus_ingest.sources import Skipped
 from milvus_ingest.store import DocumentFields, MilvusStore, chunk_id, chunk_row
@@ -151,23 +151,17 @@ def _produce(
                 document, bytes_read = read_source(plan.item, plan.format)
                 times.read += time.perf_counter() - started
                 fields = DocumentFields(document.title, document.format, plan.mtime, document.metadata)
-                blocks = iter(document.blocks)
-                offset = 0
+                chunks = chunker.chunk_document(timed_blocks(document.blocks, times))
                 while True:
-                    started = time.perf_counter()
-                    block = next(blocks, None)
-                    times.read += time.perf_counter() - started
-                    if block is None:
+                    started, read_before = time.perf_counter(), times.read
+                    chunk = next(chunks, None)
+                    times.chunk += time.perf_counter() - started - (times.read - read_before)
+                    if chunk is None:
                         break
-                    started = time.perf_counter()
-                    chunks = chunker.chunk_block(block, offset)
-                    offset += len(block.text)
-                    times.chunk += time.perf_counter() - started
-                    for chunk in chunks:
-                        if stop.is_set():
-                            return
-                        out.put(_ChunkItem(plan_index, n, chunk, fields))
-                        n += 1
+                    if stop.is_set():
+                        return
+                    out.put(_ChunkItem(plan_index, n, chunk, fields))
+                    n += 1
                 if plan.sha256 and bytes_read() != plan.sha256:
                     raise SourceReadError("changed while being read; rerun to pick up the new version")
             except Exception as exc:  # noqa: BLE001 - one source's failure is that source's skip
@@ -177,6 +171,17 @@ def _produce(
         out.put(None)
     except BaseException as exc:  # noqa: BLE001 - re-raised by the consumer
         out.put(exc)
+
+
+def timed_blocks(blocks: Iterator[Block], times: StageTimes) -> Iterator[Block]:
+    """``blocks``, with the time spent producing them (parsing, decoding) charged to ``times.read``."""
+    while True:
+        started = time.perf_counter()
+        block = next(blocks, None)
+        times.read += time.perf_counter() - started
+        if block is None:
+            return
+        yield block
 
 
 def read_failure_reason(exc: Exception) -> str:

@@ -17,8 +17,9 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from pypdf import PdfReader
+from pypdf import PageObject, PdfReader
 from pypdf.constants import UserAccessPermissions
+from pypdf.generic import ArrayObject, IndirectObject
 
 from milvus_ingest.readers.base import (
     SEPARATOR,
@@ -104,9 +105,22 @@ def _blocks(reader: PdfReader, first: int, first_text: str, count: int) -> Itera
 
 def _page_text(reader: PdfReader, index: int) -> str:
     try:
-        return reader.pages[index].extract_text().strip()
+        page = reader.pages[index]
+        text = page.extract_text().strip()
     except Exception as exc:
         raise UnreadableDocument(f"corrupt PDF (page {index + 1}: {_cause(exc)})") from exc
+    _release_contents(reader, page)
+    return text
+
+
+def _release_contents(reader: PdfReader, page: PageObject) -> None:
+    """Drop the page's content streams from pypdf's object cache: it keeps every stream it
+    resolved, with a decoded copy, so a long PDF would otherwise be held whole once it was read.
+    Fonts and other shared resources stay cached (every page needs them again)."""
+    contents = page.get("/Contents")
+    for ref in contents if isinstance(contents, ArrayObject) else [contents]:
+        if isinstance(ref, IndirectObject):
+            reader.resolved_objects.pop((ref.generation, ref.idnum), None)
 
 
 def _cause(exc: Exception) -> str:
