@@ -157,7 +157,10 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
     with measure() as load_phase:
         from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction
         from milvus_ingest.ingest import WINDOW_BATCHES, IngestOptions, Ingestor, run_ingest
-        from milvus_ingest.reading import inspect_source, iter_blocks
+        from milvus_ingest.ingest.report import StageTimes
+        from milvus_ingest.ingest.stream import timed_blocks
+        from milvus_ingest.readers import UnreadableDocument
+        from milvus_ingest.reading import inspect_source, read_source, source_format
         from milvus_ingest.sources import discover_sources
 
         m = settings.model
@@ -182,26 +185,37 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
     chunker = Ingestor(settings, store=_NoStore(), embedder=ef).chunker  # type: ignore[arg-type]
     discovery = discover_sources([str(corpus)], settings.sources.include, settings.sources.exclude)
     chunks: list[BenchChunk] = []
-    read_s = chunk_s = 0.0
+    chunk_s = 0.0
+    #: Reader throughput per format, timed in the chunk pass (opening + drawing blocks).
+    readers: dict[str, dict[str, Any]] = {}
     total_bytes = 0
     for source in discovery.files:
-        if inspect_source(source).reason:  # empty, binary, not UTF-8: the pipeline skips it too
+        fmt = source_format(source, settings.sources.formats)
+        if inspect_source(source, fmt).reason:  # empty, binary, not UTF-8: the pipeline skips it too
             continue
-        total_bytes += source.path.stat().st_size
-        index = 0
-        blocks = iter_blocks(source)
-        while True:
+        reader = readers.setdefault(fmt, {"format": fmt, "files": 0, "bytes": 0, "pages": 0, "seconds": 0.0})
+        pages: set[int] = set()
+        t0 = time.perf_counter()
+        try:
+            blocks = read_source(source, fmt)[0].blocks
+            reader["seconds"] += time.perf_counter() - t0
+            cut_source: list[BenchChunk] = []
+            times = StageTimes()  # what the reader takes, apart from what the chunker takes
             t0 = time.perf_counter()
-            block = next(blocks, None)
-            read_s += time.perf_counter() - t0
-            if block is None:
-                break
-            t0 = time.perf_counter()
-            cut = chunker.chunk_text(block[1], block[0])
-            chunk_s += time.perf_counter() - t0
-            for c in cut:
-                chunks.append(BenchChunk(c.text, source.source, index))
-                index += 1
+            for c in chunker.chunk_document(timed_blocks(blocks, times)):
+                cut_source.append(BenchChunk(c.text, source.source, len(cut_source)))
+                pages.add(c.page)
+            chunk_s += time.perf_counter() - t0 - times.read
+            reader["seconds"] += times.read
+        except UnreadableDocument:  # a bad PDF, say: the pipeline skips it too
+            continue
+        chunks.extend(cut_source)
+        size = source.path.stat().st_size
+        total_bytes += size
+        reader["files"] += 1
+        reader["bytes"] += size
+        reader["pages"] += len(pages - {0})
+    read_s = sum(r["seconds"] for r in readers.values())
     texts = [c.text for c in chunks]
     note(f"{len(discovery.files)} files, {total_bytes / 1e6:.1f} MB, {len(chunks)} chunks "
          f"(read {read_s:.1f} s, chunk {chunk_s:.1f} s)")
@@ -394,7 +408,8 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
         "corpus": {"path": str(corpus) if args.corpus else f"generated ({args.size_mb} MB)", "files": len(discovery.files),
                    "bytes": total_bytes, "chunks": len(texts),
                    "tokens_mean": round(sum(token_counts) / max(1, len(token_counts)), 1),
-                   "read_seconds": round(read_s, 3), "chunk_seconds": round(chunk_s, 3)},
+                   "read_seconds": round(read_s, 3), "chunk_seconds": round(chunk_s, 3),
+                   "readers": [dict(r, seconds=round(r["seconds"], 4)) for r in readers.values()]},
         "window": window,
         "results": [r.as_dict() for r in results],
         "summary": summary,
@@ -428,6 +443,17 @@ def _cos(value: float | None) -> str | None:
     return None if value is None else f"{value:.6f}"
 
 
+def reader_line(corpus: dict[str, Any], ceiling_seconds: float | None) -> str:
+    """Reader MB/s (and pages/s) per format beside the encoder's MB/s of source: which one is the bottleneck."""
+    parts = []
+    for r in corpus.get("readers", []):
+        rate = r["bytes"] / 1e6 / r["seconds"] if r["seconds"] else float("inf")
+        pages = f", {r['pages'] / r['seconds']:.0f} pages/s" if r["pages"] and r["seconds"] else ""
+        parts.append(f"{r['format']} {rate:.1f} MB/s{pages}")
+    encoder = f"{corpus['bytes'] / 1e6 / ceiling_seconds:.2f} MB/s of source" if ceiling_seconds else "n/a"
+    return f"readers: {'; '.join(parts) or 'none'} | encoder (ceiling): {encoder}"
+
+
 def print_report(results: dict[str, Any]) -> None:
     from benchmarks.measure import format_rows
 
@@ -438,6 +464,7 @@ def print_report(results: dict[str, Any]) -> None:
           f"{model['precision']}), loaded in {model['load_seconds']:.1f} s")
     print(f"corpus: {corpus['path']}: {corpus['files']} files, {corpus['bytes'] / 1e6:.2f} MB, {corpus['chunks']} chunks "
           f"(mean {corpus['tokens_mean']:.0f} tokens with the instruction)")
+    print(reader_line(corpus, next(iter(results["summary"]["ceiling_seconds_median"].values()), None)))
     print()
     rows = []
     for r in results["results"]:

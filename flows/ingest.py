@@ -44,6 +44,7 @@ class IngestParams(BaseModel):
     wait: float | None = Field(
         default=None, ge=0, description="seconds to wait for another ingest into the collection (milvus.lock_wait_seconds)"
     )
+    recreate: bool = Field(default=False, description="with full: drop the collection and rebuild it from the sources")
     token_secret: str | None = Field(
         default=None, description="name of a Prefect Secret block holding the Milvus token"
     )
@@ -61,7 +62,9 @@ def execute(
     params: IngestParams, settings: Settings, progress: ProgressCallback | None, step: StepRunner | None = None
 ) -> IngestReport:
     """The one ingest both front ends run: plain (``step`` None) or with each stage a task."""
-    options = IngestOptions(full=params.full, prune=params.prune, yes=params.yes, shard=parse_shard(params.shard))
+    options = IngestOptions(
+        full=params.full, prune=params.prune, yes=params.yes, shard=parse_shard(params.shard), recreate=params.recreate
+    )
     if step is None:
         return run_ingest(settings, params.sources, options, progress=progress)
     return run_ingest(settings, params.sources, options, progress=progress, step=step)

@@ -104,6 +104,12 @@ def _display_source(source: str) -> str:
     return source.removeprefix(cwd)
 
 
+def _cited(hit: Hit) -> str:
+    """The source as a table shows it, with the page and section: ``manual.pdf p.3 · Installation``."""
+    where = hit.location
+    return _display_source(hit.source) + (f" {where}" if where else "")
+
+
 def _one_line(text: str, width: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: max(width - 1, 1)] + "…"
@@ -119,7 +125,7 @@ def print_table(answers: list[Answer], stream: TextIO, width: int | None = None)
         if not answer.hits:
             print("  (no hits)", file=stream)
             continue
-        sources = [_display_source(h.source) for h in answer.hits]
+        sources = [_cited(h) for h in answer.hits]
         spans = [f"{h.start}-{h.end}" for h in answer.hits]
         source_width = min(max(len(s) for s in sources + ["source"]), max(24, width * 2 // 5))
         span_width = max(len(s) for s in spans + ["chars"])
@@ -141,7 +147,8 @@ def print_plain(answers: list[Answer], stream: TextIO) -> None:
             print(file=stream)
         print(f"Q{number}: {answer.question}", file=stream)
         for rank, hit in enumerate(answer.hits, start=1):
-            print(f"{rank}. score {hit.score:.4f}  {hit.source}:{hit.start}-{hit.end}", file=stream)
+            where = f" {hit.location}" if hit.location else ""
+            print(f"{rank}. score {hit.score:.4f}  {hit.source}:{hit.start}-{hit.end}{where}", file=stream)
             for line in hit.text.splitlines() or [""]:
                 print(f"   {line}", file=stream)
 

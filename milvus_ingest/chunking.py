@@ -4,8 +4,9 @@ A chunk is a span ``text[start:end]`` of the source, cut at paragraph, then sent
 boundaries where it can, and at token boundaries where it must.  Two limits are hard, because
 breaking them loses text silently: the document instruction plus the chunk never exceeds the
 model's ``max_seq_length`` (the encoder would truncate), and the chunk's UTF-8 bytes never exceed
-the collection's VARCHAR limit (Milvus would refuse it).  This module must never load a model or
-touch Milvus: it needs only the model's tokenizer.
+the collection's VARCHAR limit (Milvus would refuse it).  A document is chunked block by block
+(``chunk_document``): a reader's block never spans two sections or pages, so neither does a
+chunk.  This module must never load a model or touch Milvus: it needs only the model's tokenizer.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from milvus_ingest.errors import ConfigError
+from milvus_ingest.readers import Block
+
+#: Joins a block's heading path into the chunk's ``section`` ("Installation > On Linux").
+SECTION_SEPARATOR = " > "
 
 #: Boundaries tried in order, coarsest first.  Sentence ends include CJK full stops, which are
 #: not followed by a space.
@@ -29,11 +34,14 @@ _SPLITTERS: tuple[re.Pattern[str], ...] = (
 
 @dataclass(frozen=True)
 class Chunk:
-    """A piece of one source: ``text == source_text[start:end]`` in characters."""
+    """A piece of one source: ``text == source_text[start:end]`` in characters of the extracted
+    text; ``section`` is its heading path ("" when none) and ``page`` its 1-based page (0: no pages)."""
 
     text: str
     start: int
     end: int
+    section: str = ""
+    page: int = 0
 
 
 @dataclass(frozen=True)
@@ -144,8 +152,34 @@ class Chunker:
         spans = self._enforce_limits(text, spans)
         return [Chunk(text[s:e], s + base_offset, e + base_offset) for s, e in spans]
 
+    def chunk_document(self, blocks: Iterable[Block]) -> Iterator[Chunk]:
+        """Chunks of a document's blocks in order (offsets into their concatenated text), each with
+        its block's section path and page.  A block holding only its heading (``# Guide`` right
+        before ``## Install``) goes in front of the next block when that is a subsection of it on
+        the same page, so the heading lands with the text it introduces rather than alone."""
+        offset = 0
+        held: tuple[Block, int] | None = None  # a heading-only block and its offset
+        for block in blocks:
+            start, offset = offset, offset + len(block.text)
+            if held is not None:
+                (parent, parent_start), held = held, None
+                if block.section[: len(parent.section)] == parent.section and block.page == parent.page:
+                    block, start = Block(parent.text + block.text, block.section, block.page), parent_start
+                else:
+                    yield from self._chunk_block(parent, parent_start)
+            if block.section and block.text.strip() == block.section[-1]:
+                held = (block, start)
+            else:
+                yield from self._chunk_block(block, start)
+        if held is not None:
+            yield from self._chunk_block(*held)
+
+    def _chunk_block(self, block: Block, base_offset: int) -> list[Chunk]:
+        section = SECTION_SEPARATOR.join(block.section)
+        return [Chunk(c.text, c.start, c.end, section, block.page) for c in self.chunk_text(block.text, base_offset)]
+
     def chunk_blocks(self, blocks: Iterable[tuple[int, str]]) -> Iterator[Chunk]:
-        """Chunk a file given as ``(char_offset, text)`` blocks (see ``sources.iter_text_blocks``)."""
+        """Chunk a file given as ``(char_offset, text)`` blocks (see ``readers.text.iter_text_blocks``)."""
         for offset, block in blocks:
             yield from self.chunk_text(block, offset)
 

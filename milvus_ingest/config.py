@@ -7,6 +7,7 @@ sentence-transformers, pymilvus or Prefect: the CLIs validate config before payi
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from milvus_ingest.errors import ConfigError, UsageError
+from milvus_ingest.readers import FORMATS
 
 #: Index types known to Milvus; which of them a given backend builds is checked in ``milvus_ingest.store``.
 IndexType = Literal["FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "AUTOINDEX", "DISKANN", "SCANN"]
@@ -120,7 +122,9 @@ class ChunkSettings(_Strict):
 
 
 class SourceSettings(_Strict):
-    include: list[str] = Field(default_factory=lambda: ["*.txt", "*.md", "*.rst", "*.text", "*.markdown"])
+    include: list[str] = Field(
+        default_factory=lambda: ["*.txt", "*.md", "*.rst", "*.text", "*.markdown", "*.pdf", "*.html", "*.htm", "*.docx"]
+    )
     exclude: list[str] = Field(default_factory=lambda: [".*", "__pycache__", "node_modules", "*.db"])
     #: Symlinks met inside folders and globs: ``inside`` follows those whose target lies inside
     #: the roots given, ``all`` follows every one, ``none`` follows none.  A path named on the
@@ -129,6 +133,31 @@ class SourceSettings(_Strict):
     #: ``--prune`` stops and asks for ``--yes`` when it would remove more than this share of the
     #: collection's rows (a mistyped root must not empty a store).
     prune_max_share: float = Field(default=0.5, gt=0, le=1)
+    #: Extra suffixes and the format each is read as (``.mdx: markdown``); the built-in ones
+    #: (``.md``, ``.pdf``, ``.docx``, ``.html``/``.htm``, ``.rst``, ``.txt``) need no entry.
+    formats: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, value: dict[str, str]) -> dict[str, str]:
+        normalised = {}
+        for suffix, fmt in value.items():
+            if not suffix.startswith(".") or len(suffix) < 2:
+                raise ValueError(f"suffix {suffix!r} must start with a dot, e.g. '.mdx'")
+            if fmt not in FORMATS:
+                raise ValueError(f"format {fmt!r} for {suffix!r} is not one of {', '.join(FORMATS)}")
+            normalised[suffix.lower()] = fmt
+        return normalised
+
+    @model_validator(mode="after")
+    def _formats_are_discovered(self) -> SourceSettings:
+        for suffix in self.formats:
+            probe = "file" + suffix
+            if self.include and not any(fnmatch.fnmatch(probe, pattern) for pattern in self.include):
+                raise ValueError(
+                    f"formats maps {suffix!r} but no sources.include pattern matches it: add '*{suffix}' to include"
+                )
+        return self
 
 
 class ScheduleSettings(_Strict):

@@ -3,7 +3,8 @@
 Hits of the same source whose character spans overlap or touch are merged into one passage (the
 text is spliced from the hits' own texts, since ``hit.text == source[start:end]``; the source file
 is never re-read: it may have changed or be gone).  Passages go in best-rank order, each under a
-label such as ``[1] /path/file.md:120-940`` to cite; whole passages are taken in score order while
+label such as ``[1] /path/file.md:120-940`` to cite (with the page and section path when the
+document has them: ``[2] /path/manual.pdf:0-812 p.3 · Installation > On Linux``); whole passages are taken in score order while
 they fit the budget, counted with the model's tokenizer (``milvus_ingest.chunking.TokenCounter``), and
 the first one that does not fit is cut to fill what remains (better passages always come first).
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from milvus_ingest.errors import ConfigError
-from milvus_ingest.retrieval import Hit
+from milvus_ingest.retrieval import Hit, location
 
 ELLIPSIS = "…"
 SEPARATOR = "\n\n"
@@ -51,10 +52,14 @@ class Passage:
     focus: int = -1
     #: The start was cut to keep the best hit (the rendered text begins with "…").
     cut_before: bool = False
+    #: The best hit's page and section path (hits merge only within one block: one page, one section).
+    page: int = 0
+    section: str = ""
 
     @property
     def label(self) -> str:
-        return f"[{self.number}] {self.source}:{self.start}-{self.end}"
+        where = location(self.page, self.section)
+        return f"[{self.number}] {self.source}:{self.start}-{self.end}" + (f" {where}" if where else "")
 
     def render(self) -> str:
         before = ELLIPSIS if self.cut_before else ""
@@ -69,6 +74,8 @@ class Passage:
             "score": round(self.score, 6),
             "truncated": self.truncated or self.cut_before,
             "hit_ids": list(self.hit_ids),
+            "page": self.page,
+            "section": self.section,
         }
 
 
@@ -129,7 +136,10 @@ def merge_hits(hits: Sequence[Hit]) -> list[Passage]:
                     end = hit.end
             best_rank, best = min(group, key=lambda item: item[0])
             ids = tuple(hit.id for _, hit in sorted(group, key=lambda item: item[0]))
-            passages.append(Passage(source, first.start, end, text, best.score, best_rank, ids, focus=best.start))
+            passages.append(Passage(
+                source, first.start, end, text, best.score, best_rank, ids, focus=best.start,
+                page=best.page, section=best.section,
+            ))
     return sorted(passages, key=lambda p: p.rank)
 
 

@@ -1,10 +1,15 @@
-"""Reading one source's bytes: opened safely, inspected in one pass, streamed as text blocks.
+"""Reading one source's bytes: opened safely, inspected in one pass, then read as its format.
 
 A file is opened without blocking (a FIFO never hangs a run) and without following a link that
-discovery did not choose to follow.  ``inspect_source`` hashes and validates before anything is
-written; ``iter_text_blocks`` streams bounded blocks.  Any failure is a ``SourceReadError`` with a
-one-line reason — that source's skip, never the run's end.  This module must never hold more
-than one block of one file in memory, and never touches the model or Milvus.
+discovery did not choose to follow, by every reader (``safe_opener``).  ``inspect_source`` runs at
+planning time: for text formats (plain text, Markdown, rst) it hashes and validates UTF-8 in one
+streamed pass; for PDF, DOCX and HTML it hashes and sniffs the content (a ``.pdf`` must start like
+a PDF) without parsing, so an unchanged document costs one hash.  ``read_source`` opens the
+document as its format (``milvus_ingest.readers``) for the stream's producer thread, with a
+function that then says which bytes were read.  Any failure is a ``SourceReadError`` (an
+``UnreadableDocument``) with a one-line reason — that source's skip, never the run's end.  This
+module must never hold more than one block of a text file in memory, and never touches the model
+or Milvus.
 """
 
 from __future__ import annotations
@@ -14,33 +19,36 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
+from milvus_ingest.readers import (
+    SNIFF_BYTES,
+    WHOLE_FILE_FORMATS,
+    Block,
+    Document,
+    Opener,
+    ReaderLimits,
+    UndecodableError,
+    UnreadableDocument,
+    check_content,
+    check_size,
+    detect_format,
+    open_document,
+)
+from milvus_ingest.readers.text import open_text
 from milvus_ingest.sources import SourceFile, TextDocument, not_regular
 
-#: Bytes read at a time.  Large files are decoded and chunked block by block.
+#: Bytes read at a time while hashing.
 BLOCK_BYTES = 1 << 20
-#: Bytes sniffed for NUL characters to tell binary files from text.
-SNIFF_BYTES = 8192
+#: Bounds on one document's reading (time, size, zip expansion); see ``ReaderLimits``.
+DEFAULT_LIMITS = ReaderLimits()
 
 
-class SourceReadError(Exception):
+class SourceReadError(UnreadableDocument):
     """One source could not be read, decoded or parsed: that source's skip, with the reason."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-class UndecodableError(SourceReadError):
-    """Raised while reading blocks: the file is not valid UTF-8 at a byte offset."""
-
-    def __init__(self, byte_offset: int):
-        super().__init__(f"not valid UTF-8 (at byte {byte_offset}); convert it to UTF-8")
-        self.byte_offset = byte_offset
 
 
 def os_reason(exc: OSError) -> str:
@@ -74,136 +82,100 @@ def open_source(path: Path, linked: bool = False) -> BinaryIO:
         raise
 
 
-def check_readable(path: Path, linked: bool = False) -> str | None:
-    """Why the file cannot be ingested, or None; reads only its first block."""
-    try:
-        with open_source(path, linked) as handle:
-            head = handle.read(SNIFF_BYTES)
-    except SourceReadError as exc:
-        return exc.reason
-    except OSError as exc:
-        return os_reason(exc)
-    if not head:
-        return "empty file"
-    if b"\x00" in head and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "binary file (NUL bytes)"
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "UTF-16 text; convert it to UTF-8"
-    return None
+def safe_opener(linked: bool) -> Opener:
+    """The ``Opener`` every reader uses on a discovered file (see ``open_source``)."""
+    return lambda path: open_source(path, linked)
 
 
-def iter_text_blocks(
-    path: Path, block_bytes: int = BLOCK_BYTES, digest: Any = None, linked: bool = False
-) -> Iterator[tuple[int, str]]:
-    """Yield ``(char_offset, text)`` blocks of a UTF-8 file (BOM dropped), cut at paragraph breaks.
-
-    Blocks end at the last blank line (else line break, else whitespace) of what was read, so that
-    chunking a block never cuts through a paragraph that fits in one.  Offsets count characters of
-    the decoded text, so ``text[start:end]`` of the whole file equals a chunk.  ``digest`` (a
-    hashlib object) is fed the raw bytes, so a caller can tell whether the file changed since it
-    was inspected.  Failures raise ``SourceReadError`` with the reason.
-    """
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
-    pending = ""
-    offset = 0
-    consumed_bytes = 0
-    first = True
-    with open_source(path, linked) as handle:
-        while True:
-            try:
-                raw = handle.read(block_bytes)
-            except OSError as exc:
-                raise SourceReadError(os_reason(exc)) from None
-            if digest is not None:
-                digest.update(raw)
-            final = not raw
-            try:
-                text = decoder.decode(raw, final=final)
-            except UnicodeDecodeError as exc:
-                raise UndecodableError(consumed_bytes + exc.start) from None
-            consumed_bytes += len(raw)
-            if first and text.startswith("\ufeff"):
-                text = text[1:]
-            if text:
-                first = False
-            pending += text
-            if final:
-                if pending:
-                    yield offset, pending
-                return
-            if len(pending) < block_bytes:
-                continue
-            cut = _cut_point(pending)
-            if cut <= 0:
-                if len(pending) < 4 * block_bytes:
-                    continue
-                cut = block_bytes  # no whitespace at all: a hard cut keeps memory bounded
-            yield offset, pending[:cut]
-            offset += cut
-            pending = pending[cut:]
-
-
-def _cut_point(text: str) -> int:
-    """Where to end a block: after the last paragraph break, else line break, else whitespace."""
-    for separator in ("\n\n", "\n", " "):
-        index = text.rfind(separator, len(text) // 2)
-        if index > 0:
-            return index + len(separator)
-    return -1
+def source_format(item: SourceFile | TextDocument, formats: dict[str, str] | None = None) -> str:
+    """The format a source is read as: by suffix (``sources.formats`` adds suffixes); text for a document."""
+    return "text" if isinstance(item, TextDocument) else detect_format(item.path, formats)
 
 
 @dataclass(frozen=True)
 class Inspection:
-    """One pass over a source's bytes: its hash, and why it cannot be used (or None)."""
+    """One pass over a source's bytes: its hash, size, modification time, and why it cannot be used (or None)."""
 
     sha256: str
     size: int
     reason: str | None
+    #: Modification time (whole seconds since the epoch); 0 for a document given as text.
+    mtime: int = 0
 
 
-def inspect_source(item: SourceFile | TextDocument) -> Inspection:
-    """Hash the bytes and validate them as UTF-8 text in one streamed pass.
+def inspect_source(
+    item: SourceFile | TextDocument, fmt: str | None = None, limits: ReaderLimits = DEFAULT_LIMITS
+) -> Inspection:
+    """Hash the bytes and check them for ``fmt`` (by suffix when None) in one streamed pass.
 
-    Validating before anything is written means a file that turns out not to be UTF-8 halfway
-    through never leaves half a new version in the store.
+    Text formats are validated as UTF-8 to the end, so a file that turns out not to be UTF-8
+    halfway through never leaves half a new version in the store; PDF, DOCX and HTML are only
+    sniffed (their parse is the producer's, and an unchanged one is never parsed).
     """
     if isinstance(item, TextDocument):
         data = item.text.encode("utf-8", "surrogatepass")
         reason = None if item.text.strip() else "empty document"
         return Inspection(hashlib.sha256(data).hexdigest(), len(data), reason)
-    reason = check_readable(item.path, item.linked)
-    if reason:
-        return Inspection("", 0, reason)
+    fmt = fmt or source_format(item)
     digest = hashlib.sha256()
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
-    size = 0
-    seen_text = False
+    decoder = None if fmt in WHOLE_FILE_FORMATS else codecs.getincrementaldecoder("utf-8")(errors="strict")
+    size = mtime = 0
+    seen_text = decoder is None
     try:
         with open_source(item.path, item.linked) as handle:
+            mtime = int(os.fstat(handle.fileno()).st_mtime)
+            if fmt in WHOLE_FILE_FORMATS:
+                check_size(os.fstat(handle.fileno()).st_size, limits)
+            head = handle.read(SNIFF_BYTES)
+            check_content(head, fmt)
+            raw = head
             while True:
-                raw = handle.read(BLOCK_BYTES)
-                try:
-                    text = decoder.decode(raw, final=not raw)
-                except UnicodeDecodeError as exc:
-                    return Inspection("", size, UndecodableError(size + exc.start).args[0])
+                if decoder is not None:
+                    try:
+                        text = decoder.decode(raw, final=not raw)
+                    except UnicodeDecodeError as exc:
+                        return Inspection("", size, UndecodableError(size + exc.start).reason, mtime)
+                    seen_text = seen_text or bool(text.lstrip("\ufeff").strip())
                 digest.update(raw)
                 size += len(raw)
-                if not seen_text and text.lstrip("\ufeff").strip():
-                    seen_text = True
                 if not raw:
                     break
-    except SourceReadError as exc:
-        return Inspection("", size, exc.reason)
+                raw = handle.read(BLOCK_BYTES)
+    except UnreadableDocument as exc:
+        return Inspection("", size, exc.reason, mtime)
     except OSError as exc:
-        return Inspection("", size, os_reason(exc))
-    return Inspection(digest.hexdigest(), size, None if seen_text else "no text (only whitespace)")
+        return Inspection("", size, os_reason(exc), mtime)
+    return Inspection(digest.hexdigest(), size, None if seen_text else "no text (only whitespace)", mtime)
 
 
-def iter_blocks(item: SourceFile | TextDocument, digest: Any = None) -> Iterator[tuple[int, str]]:
-    """``(char_offset, text)`` blocks of a file or a text document (``digest``: see iter_text_blocks)."""
+def read_source(
+    item: SourceFile | TextDocument, fmt: str, limits: ReaderLimits = DEFAULT_LIMITS
+) -> tuple[Document, Callable[[], str]]:
+    """The source opened as ``fmt``, and a function that gives the SHA-256 of the bytes it was read from.
+
+    Call that function only once the blocks are exhausted.  Plain text is hashed while it is
+    read (one pass, as inspected); other formats are hashed again after parsing, so a file that
+    changed after it was inspected is caught either way.  ``Document.blocks`` may raise
+    ``UnreadableDocument`` (a corrupt page 200): nothing of a source is committed before its end.
+    """
     if isinstance(item, TextDocument):
-        if digest is not None:
-            digest.update(item.text.encode("utf-8", "surrogatepass"))
-        yield 0, item.text
-    else:
-        yield from iter_text_blocks(item.path, digest=digest, linked=item.linked)
+        data = item.text.encode("utf-8", "surrogatepass")
+        return Document("text", "", {}, iter([Block(item.text)])), lambda: hashlib.sha256(data).hexdigest()
+    opener = safe_opener(item.linked)
+    if fmt == "text":  # no sniff: bytes that differ from the inspected ones must say "changed"
+        digest = hashlib.sha256()
+        return open_text(item.path, limits, opener, digest), digest.hexdigest
+    document = open_document(item.path, fmt, limits=limits, opener=opener)
+    return document, lambda: hash_file(item.path, item.linked)
+
+
+def hash_file(path: Path, linked: bool = False) -> str:
+    """SHA-256 of a file's bytes, streamed (``SourceReadError`` when it cannot be read)."""
+    digest = hashlib.sha256()
+    try:
+        with open_source(path, linked) as handle:
+            while raw := handle.read(BLOCK_BYTES):
+                digest.update(raw)
+    except OSError as exc:
+        raise SourceReadError(os_reason(exc)) from None
+    return digest.hexdigest()

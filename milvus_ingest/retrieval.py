@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 #: Fields every hit carries; ``output_fields`` adds to these.
 HIT_FIELDS = ("text", "source", "start_char", "end_char", "chunk_index")
+#: Where in its document a hit is, for citations; asked for on collections that have them (schema 2).
+STRUCTURE_FIELDS = ("title", "section", "page", "format")
 #: Fields a caller may ask for (the vector is left out: it is large and never needed by a reader).
 SELECTABLE_FIELDS = ("id", *SCALAR_FIELDS)
 #: Milvus's upper bound on ``limit`` (top-k).
@@ -49,6 +51,17 @@ class Hit:
     chunk_index: int = -1
     #: Values of any extra ``output_fields`` asked for.
     fields: dict[str, Any] = field(default_factory=dict)
+    #: The document's title, the chunk's heading path ("A > B"), its page (1-based; 0 when the
+    #: format has none) and the source's format; empty on a collection written before them.
+    title: str = ""
+    section: str = ""
+    page: int = 0
+    format: str = ""
+
+    @property
+    def location(self) -> str:
+        """Page and section for a citation, e.g. ``p.3 · Installation > On Linux`` ("" when neither)."""
+        return location(self.page, self.section)
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -58,10 +71,19 @@ class Hit:
             "start": self.start,
             "end": self.end,
             "text": self.text,
+            "title": self.title,
+            "section": self.section,
+            "page": self.page,
+            "format": self.format,
         }
         if self.fields:
             data["fields"] = dict(self.fields)
         return data
+
+
+def location(page: int, section: str) -> str:
+    """``p.3 · Installation > On Linux``, ``p.3``, ``Installation`` or "" (no page, no section)."""
+    return " · ".join(part for part in (f"p.{page}" if page else "", section) if part)
 
 
 class Searcher:
@@ -172,7 +194,8 @@ class Searcher:
         search_params: dict[str, Any] | None = None,
     ) -> list[list[Hit]]:
         """Search encoded questions in requests of at most ``HITS_PER_REQUEST`` hits."""
-        fields = list(dict.fromkeys([*HIT_FIELDS, *output_fields]))
+        structure = STRUCTURE_FIELDS if self.meta.schema_version >= 2 else ()
+        fields = list(dict.fromkeys([*HIT_FIELDS, *structure, *output_fields]))
         params = search_params_for(
             self.index_type,
             search_params if search_params is not None else self._configured_params(),
@@ -237,7 +260,7 @@ def _check_output_fields(output_fields: Sequence[str]) -> list[str]:
     unknown = [f for f in output_fields if f not in SELECTABLE_FIELDS]
     if unknown:
         raise ConfigError(f"unknown output field(s) {', '.join(unknown)}: choose from {', '.join(SELECTABLE_FIELDS)}")
-    return [f for f in output_fields if f not in HIT_FIELDS and f != "id"]
+    return [f for f in output_fields if f not in HIT_FIELDS and f not in STRUCTURE_FIELDS and f != "id"]
 
 
 def _to_hit(raw: Any, extra: Sequence[str]) -> Hit:
@@ -255,6 +278,10 @@ def _to_hit(raw: Any, extra: Sequence[str]) -> Hit:
         text=str(value("text", "")),
         chunk_index=int(value("chunk_index", -1)),
         fields={name: value(name) for name in extra},
+        title=str(value("title", "") or ""),
+        section=str(value("section", "") or ""),
+        page=int(value("page", 0) or 0),
+        format=str(value("format", "") or ""),
     )
 
 
@@ -274,9 +301,11 @@ def search_questions(
 
 __all__ = [
     "HIT_FIELDS",
+    "STRUCTURE_FIELDS",
     "BadFilterError",
     "Hit",
     "Searcher",
+    "location",
     "read_search_meta",
     "search_params_for",
     "search_questions",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from milvus_ingest.config import Settings
 from milvus_ingest.errors import ConfigError, PruneRefusedError
-from milvus_ingest.reading import inspect_source
+from milvus_ingest.reading import inspect_source, source_format
 from milvus_ingest.sources import Discovery, Skipped, SourceFile, TextDocument
 from milvus_ingest.store import CollectionMeta, SourceMark
 
@@ -52,6 +52,14 @@ class IngestOptions:
     #: Confirms a prune over ``sources.prune_max_share`` of the collection.
     yes: bool = False
     shard: tuple[int, int] | None = None
+    #: Drop the collection (one this pipeline made) and rebuild it from these sources; needs ``full``.
+    recreate: bool = False
+
+    def __post_init__(self) -> None:
+        if self.recreate and not self.full:
+            raise ConfigError(
+                "--recreate drops the collection and rebuilds it from the sources given: pass --full with it"
+            )
 
 
 @dataclass
@@ -64,6 +72,9 @@ class SourcePlan:
     size: int
     #: SHA-256 of the bytes inspected; reading them again must give the same, or the file changed.
     sha256: str = ""
+    #: What the source is read as (``milvus_ingest.readers.FORMATS``), and its modification time.
+    format: str = "text"
+    mtime: int = 0
 
     def has_stale_tail(self, n_chunks: int) -> bool:
         """Whether rows from chunk ``n_chunks`` on may be stored, and so must be deleted.
@@ -99,10 +110,11 @@ def collection_meta(settings: Settings, dim: int) -> CollectionMeta:
     )
 
 
-def content_hash(sha256: str, settings: Settings) -> str:
-    """The version stamp stored on every row: file bytes *and* the chunking that cut them."""
+def content_hash(sha256: str, settings: Settings, fmt: str = "text") -> str:
+    """The version stamp stored on every row: file bytes, the format they are read as, *and* the
+    chunking that cut them."""
     c = settings.chunking
-    fingerprint = f"{sha256}:{c.chunk_tokens}:{c.overlap_tokens}:{settings.milvus.text_max_bytes}:{CHUNKER_VERSION}"
+    fingerprint = f"{sha256}:{c.chunk_tokens}:{c.overlap_tokens}:{settings.milvus.text_max_bytes}:{CHUNKER_VERSION}:{fmt}"
     return hashlib.sha256(fingerprint.encode()).hexdigest()
 
 
@@ -127,19 +139,22 @@ def plan_ingest(
     present = {s.source for s in skipped if not s.refused}
     for item in items:
         present.add(item.source)
-        inspection = inspect_source(item)
+        fmt = source_format(item, settings.sources.formats)
+        inspection = inspect_source(item, fmt)
         mark = marks.get(item.source)
         if inspection.reason:
             all_skipped.append(Skipped(item.source, inspection.reason))
             if mark and inspection.reason.startswith(("empty", "no text")):
                 emptied[item.source] = mark
             continue
-        version = content_hash(inspection.sha256, settings)
+        version = content_hash(inspection.sha256, settings, fmt)
         if mark and not options.full and mark.is_complete(version):
             unchanged.append(item.source)
             continue
         status = "updated" if mark else "new"
-        todo.append(SourcePlan(item, version, status, mark, inspection.size, inspection.sha256))
+        todo.append(
+            SourcePlan(item, version, status, mark, inspection.size, inspection.sha256, fmt, inspection.mtime)
+        )
     gone: dict[str, SourceMark] = {}
     for source, mark in marks.items():
         if source in present or not is_gone(source):

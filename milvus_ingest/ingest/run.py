@@ -23,6 +23,7 @@ from typing import Any
 from milvus_ingest.chunking import Chunker, TokenCounter, check_chunk_budget
 from milvus_ingest.config import Settings
 from milvus_ingest.ingest.faults import fault_point
+from milvus_ingest.errors import CollectionMismatchError
 from milvus_ingest.ingest.plan import (
     IngestOptions,
     IngestPlan,
@@ -145,6 +146,25 @@ class Ingestor:
         index, count = shard
         return self.store.source_marks(lambda source: shard_of(source, count) == index)
 
+    def recreate_collection(self) -> bool:
+        """Drop the collection so this run rebuilds it (``--full --recreate``); True when one was dropped.
+
+        Only a collection this pipeline made is dropped, and only once the model has loaded (a
+        model that fails to load leaves the collection as it was).
+        """
+        store = self.store
+        if not store.exists():
+            return False
+        if store.read_meta() is None:
+            raise CollectionMismatchError(
+                f"collection {store.collection!r} at {self.settings.milvus.uri} was not created by this pipeline: "
+                "--recreate never drops it; use another --collection name"
+            )
+        _ = self.embedder.dim  # loads the model before anything is dropped
+        store.drop()
+        self._checked = self._checked_with_model = False
+        return True
+
     # -- steps ------------------------------------------------------------------------
     def plan(self, discovery: Discovery, options: IngestOptions) -> IngestPlan:
         started = time.perf_counter()
@@ -214,7 +234,8 @@ def run_ingest(
     """One whole ingest: discover, plan, write (a step per group of sources), prune, count.
 
     ``documents`` ingests in-memory texts instead of files (their ``source`` names are stored
-    as given, and ``prune`` then removes stored sources not among them).  ``step`` runs each
+    as given, and ``prune`` then removes stored sources not among them).  ``options.recreate``
+    drops the collection first (see ``Ingestor.recreate_collection``).  ``step`` runs each
     stage; the Prefect flow passes a runner that makes each one a task.  ``embedder`` reuses a
     loaded model (tests, the benchmark, the evaluation).
     """
@@ -231,6 +252,8 @@ def run_ingest(
         ingestor.lease = acquire_lease(ingestor.store, options.shard)
         ingestor.times.lock_wait += time.perf_counter() - waited
         report = IngestReport(collection=ingestor.store.collection, uri=settings.milvus.uri)
+        if options.recreate:
+            step("recreate", ingestor.recreate_collection)
         if discovery is not None:
             if ingestor.store.exists():
                 ingestor.prepare_collection(need_model=False)

@@ -22,11 +22,10 @@ must never decide *what* to ingest (``plan`` does) or import Prefect.
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +33,10 @@ from milvus_ingest.chunking import Chunk, Chunker
 from milvus_ingest.ingest.faults import fault_point
 from milvus_ingest.ingest.plan import SourcePlan
 from milvus_ingest.ingest.report import StageTimes
-from milvus_ingest.reading import SourceReadError, iter_blocks, os_reason
+from milvus_ingest.readers import Block, UnreadableDocument
+from milvus_ingest.reading import SourceReadError, os_reason, read_source
 from milvus_ingest.sources import Skipped
-from milvus_ingest.store import MilvusStore, chunk_row
+from milvus_ingest.store import DocumentFields, MilvusStore, chunk_row
 
 ProgressCallback = Callable[[int, int, int], None]  # (bytes done, bytes total, chunks done)
 
@@ -46,6 +46,7 @@ class _ChunkItem:
     plan_index: int
     index: int
     chunk: Chunk
+    document: DocumentFields
 
 
 @dataclass
@@ -127,7 +128,8 @@ def _produce(
     times: StageTimes,
     stop: threading.Event,
 ) -> None:
-    """Read and chunk sources in order, ahead of the encoder (bounded queue: bounded memory).
+    """Read (as its format: a PDF is parsed here) and chunk sources in order, ahead of the encoder
+    (bounded queue: bounded memory).
 
     A source that fails to read, decode or parse — or whose bytes differ from what was inspected
     (changed mid-run) — ends with a ``_FailedItem`` instead of an ``_EndItem``: that source is
@@ -136,24 +138,23 @@ def _produce(
     try:
         for plan_index, plan in enumerate(plans):
             n = 0
-            digest = hashlib.sha256()
             try:
-                blocks = iter_blocks(plan.item, digest)
+                started = time.perf_counter()
+                document, bytes_read = read_source(plan.item, plan.format)
+                times.read += time.perf_counter() - started
+                fields = DocumentFields(document.title, document.format, plan.mtime, document.metadata)
+                chunks = chunker.chunk_document(timed_blocks(document.blocks, times))
                 while True:
-                    started = time.perf_counter()
-                    block = next(blocks, None)
-                    times.read += time.perf_counter() - started
-                    if block is None:
+                    started, read_before = time.perf_counter(), times.read
+                    chunk = next(chunks, None)
+                    times.chunk += time.perf_counter() - started - (times.read - read_before)
+                    if chunk is None:
                         break
-                    started = time.perf_counter()
-                    chunks = chunker.chunk_text(block[1], block[0])
-                    times.chunk += time.perf_counter() - started
-                    for chunk in chunks:
-                        if stop.is_set():
-                            return
-                        out.put(_ChunkItem(plan_index, n, chunk))
-                        n += 1
-                if plan.sha256 and digest.hexdigest() != plan.sha256:
+                    if stop.is_set():
+                        return
+                    out.put(_ChunkItem(plan_index, n, chunk, fields))
+                    n += 1
+                if plan.sha256 and bytes_read() != plan.sha256:
                     raise SourceReadError("changed while being read; rerun to pick up the new version")
             except Exception as exc:  # noqa: BLE001 - one source's failure is that source's skip
                 out.put(_FailedItem(plan_index, read_failure_reason(exc)))
@@ -164,9 +165,20 @@ def _produce(
         out.put(exc)
 
 
+def timed_blocks(blocks: Iterator[Block], times: StageTimes) -> Iterator[Block]:
+    """``blocks``, with the time spent producing them (parsing, decoding) charged to ``times.read``."""
+    while True:
+        started = time.perf_counter()
+        block = next(blocks, None)
+        times.read += time.perf_counter() - started
+        if block is None:
+            return
+        yield block
+
+
 def read_failure_reason(exc: Exception) -> str:
     """One line for a source that failed while being read (never a traceback)."""
-    if isinstance(exc, SourceReadError):
+    if isinstance(exc, UnreadableDocument):
         return exc.reason
     if isinstance(exc, OSError):
         return os_reason(exc)
@@ -271,7 +283,7 @@ def _flush(
         rows = []
         for item, vector in zip(chunk_items, vectors):
             plan = plans[item.plan_index]
-            row = chunk_row(plan.item.source, item.index, item.chunk, vector, plan.source_hash, 0)
+            row = chunk_row(plan.item.source, item.index, item.chunk, vector, plan.source_hash, 0, item.document)
             if item.index == 0:
                 first_rows[item.plan_index] = row
             rows.append(row)

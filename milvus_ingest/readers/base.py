@@ -10,14 +10,24 @@ or two pages.  This module must never import a format's parser library.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 #: A block is cut (at a blank line, else a line break) once it holds about this many characters.
 BLOCK_CHARS = 1 << 20
 #: Separator that ends every block of a structured format, so the concatenation stays readable.
 SEPARATOR = "\n\n"
+
+
+#: How a reader opens its file: a binary handle, used as a context manager (``open(path, "rb")``).
+Opener = Callable[[Path], BinaryIO]
+
+
+def plain_open(path: Path) -> BinaryIO:
+    """The default ``Opener``."""
+    return open(path, "rb")
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,20 @@ class ReaderLimits:
     max_file_bytes: int = 512 << 20
     max_expanded_bytes: int = 256 << 20
     max_compression_ratio: float = 200.0
+
+
+def check_size(size: int, limits: ReaderLimits) -> None:
+    """Refuse a file read whole (PDF, DOCX, HTML) that is larger than ``limits.max_file_bytes``."""
+    if size > limits.max_file_bytes:
+        raise UnreadableDocument(f"file larger than {limits.max_file_bytes >> 20} MB (ReaderLimits.max_file_bytes)")
+
+
+def read_whole(path: Path, limits: ReaderLimits, opener: Opener) -> bytes:
+    """The file's bytes, read once through ``opener``; refused past ``limits.max_file_bytes``."""
+    with opener(path) as handle:
+        raw = handle.read(limits.max_file_bytes + 1)
+    check_size(len(raw), limits)
+    return raw
 
 
 @dataclass

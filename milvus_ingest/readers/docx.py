@@ -15,29 +15,43 @@ import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import docx
 from docx.document import Document as DocxDocument
 from docx.table import Table
 from docx.text.paragraph import Paragraph
 
-from milvus_ingest.readers.base import Budget, Document, Heading, ReaderLimits, UnreadableDocument, assemble, metered
+from milvus_ingest.readers.base import (
+    Budget,
+    Document,
+    Heading,
+    Opener,
+    ReaderLimits,
+    UnreadableDocument,
+    assemble,
+    metered,
+    plain_open,
+)
 
-OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 #: Entries smaller than this are not checked for their compression ratio (tiny XML compresses well).
 RATIO_MIN_BYTES = 1 << 20
 _HEADING_STYLE = re.compile(r"heading ([1-9])$", re.IGNORECASE)
 
 
-def open_docx(path: Path, limits: ReaderLimits) -> Document:
-    """Vet the zip, parse it with python-docx; blocks are built from the body as they are iterated."""
+def open_docx(path: Path, limits: ReaderLimits, opener: Opener = plain_open) -> Document:
+    """Vet the zip, parse it with python-docx (which loads every part of the package at once, so
+    the file is closed before the first block); blocks are built from the body as they are iterated."""
     budget = Budget(limits.max_seconds)
     budget.resume()
-    vet_zip(path, limits)
-    try:
-        document = docx.Document(str(path))
-    except Exception as exc:
-        raise UnreadableDocument(f"corrupt DOCX ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from exc
+    with opener(path) as handle:
+        vet_zip(handle, limits)
+        handle.seek(0)
+        try:
+            document = docx.Document(handle)
+        except Exception as exc:
+            cause = f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
+            raise UnreadableDocument(f"corrupt DOCX ({cause})") from exc
     title = (document.core_properties.title or "").strip()
     if not title:
         title = next((p.text.strip() for p in document.paragraphs if _style_name(p) == "title" and p.text.strip()), "")
@@ -46,16 +60,13 @@ def open_docx(path: Path, limits: ReaderLimits) -> Document:
     return Document("docx", title, {}, metered(blocks, budget, "no text in DOCX"))
 
 
-def vet_zip(path: Path, limits: ReaderLimits) -> None:
-    """Refuse what is not a DOCX package or would inflate past the limits, reading only the zip directory."""
-    with open(path, "rb") as handle:
-        magic = handle.read(8)
-    if magic == OLE_MAGIC:
-        raise UnreadableDocument("not a DOCX (OLE compound file: an encrypted or legacy .doc document)")
-    if not magic.startswith(b"PK") or not zipfile.is_zipfile(path):
+def vet_zip(handle: BinaryIO, limits: ReaderLimits) -> None:
+    """Refuse what is not a DOCX package or would inflate past the limits, reading only the zip
+    directory (the OLE and zip magic bytes were checked by ``readers.check_content``)."""
+    if not zipfile.is_zipfile(handle):
         raise UnreadableDocument("not a DOCX (not a zip package)")
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(handle) as archive:
             entries = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise UnreadableDocument(f"corrupt DOCX ({exc})") from exc

@@ -24,7 +24,18 @@ from pathlib import Path
 from bs4 import BeautifulSoup, NavigableString, Tag, XMLParsedAsHTMLWarning
 from bs4.element import Comment, Declaration, Doctype, ProcessingInstruction
 
-from milvus_ingest.readers.base import Budget, Document, Heading, ReaderLimits, UnreadableDocument, assemble, metered
+from milvus_ingest.readers.base import (
+    Budget,
+    Document,
+    Heading,
+    Opener,
+    ReaderLimits,
+    UnreadableDocument,
+    assemble,
+    metered,
+    plain_open,
+    read_whole,
+)
 
 DROPPED_TAGS = (
     "nav", "header", "footer", "aside", "script", "style", "noscript", "template", "form", "button", "select",
@@ -47,13 +58,14 @@ _SKIPPED_STRINGS = (Comment, Declaration, Doctype, ProcessingInstruction)
 _BR = "\x00"  # stands for <br> inside a paragraph until its whitespace is collapsed
 
 
-def open_html(path: Path, limits: ReaderLimits) -> Document:
+def open_html(path: Path, limits: ReaderLimits, opener: Opener = plain_open) -> Document:
     """Parse the page now (lxml); its blocks are built as they are iterated."""
     budget = Budget(limits.max_seconds)
     budget.resume()
+    raw = read_whole(path, limits, opener)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML is read as HTML on purpose
-        soup = BeautifulSoup(decode_html(path.read_bytes()), "lxml")
+        soup = BeautifulSoup(decode_html(raw), "lxml")
     title = _collapse(soup.title.get_text(" ")) if soup.title else ""
     _drop_boilerplate(soup)
     root = _content_root(soup)

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from milvus_ingest.readers.base import Budget, Document, Heading, ReaderLimits, assemble, metered
+from milvus_ingest.readers.base import Budget, Document, Heading, Opener, ReaderLimits, assemble, metered, plain_open
 from milvus_ingest.readers.text import iter_lines
 
 #: Front matter longer than this is not front matter (a ``---`` rule on line 1 of a long file).
@@ -45,15 +45,15 @@ _EMPHASIS = re.compile(r"(?<![\w\\])([*_]{1,3}|`+)(\S(?:.*?\S)?)\1(?!\w)")
 _HTML_RAW = re.compile(r" {0,3}<(script|pre|style|textarea)(?:[\s>]|$)", re.IGNORECASE)
 
 
-def open_markdown(path: Path, limits: ReaderLimits) -> Document:
+def open_markdown(path: Path, limits: ReaderLimits, opener: Opener = plain_open) -> Document:
     """Read the front matter now; the body's blocks are produced as they are iterated."""
     budget = Budget(limits.max_seconds)
     budget.resume()
-    lines = iter_lines(path)
+    lines = iter_lines(path, opener)
     meta, first_body_lines = _front_matter(lines)
     title = str(meta.pop("title", "") or "").strip()
     if not title:
-        title = _first_h1(path, budget)
+        title = _first_h1(path, budget, opener)
     budget.pause()
     body = _chain(first_body_lines, lines)
     blocks = assemble(parse_markdown(body), budget)
@@ -110,10 +110,10 @@ def _json_value(value: Any) -> Any:
     return None
 
 
-def _first_h1(path: Path, budget: Budget) -> str:
+def _first_h1(path: Path, budget: Budget, opener: Opener) -> str:
     """The first level-1 heading's text, from a streamed pass that stops there (a whole pass when
     there is none: time, not memory)."""
-    lines = iter_lines(path)
+    lines = iter_lines(path, opener)
     _, head = _front_matter(lines)
     for count, piece in enumerate(parse_markdown(_chain(head, lines))):
         if isinstance(piece, Heading) and piece.level == 1:

@@ -11,15 +11,28 @@ This module must never run OCR, keep more than one page's text, or print.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from pypdf import PdfReader
+from pypdf import PageObject, PdfReader
 from pypdf.constants import UserAccessPermissions
+from pypdf.generic import ArrayObject, IndirectObject
 
-from milvus_ingest.readers.base import SEPARATOR, Block, Budget, Document, ReaderLimits, UnreadableDocument, metered
+from milvus_ingest.readers.base import (
+    SEPARATOR,
+    Block,
+    Budget,
+    Document,
+    Opener,
+    ReaderLimits,
+    UnreadableDocument,
+    metered,
+    plain_open,
+    read_whole,
+)
 
 NO_TEXT = "no text layer (scanned PDF; needs OCR)"
 #: How far from the end the ``%%EOF`` marker of a complete file is looked for.
@@ -31,13 +44,16 @@ if _pypdf_logger.level == logging.NOTSET:
     _pypdf_logger.setLevel(logging.ERROR)
 
 
-def open_pdf(path: Path, limits: ReaderLimits) -> Document:
-    """Open the PDF and extract pages up to the first with text (for the title and the OCR check)."""
+def open_pdf(path: Path, limits: ReaderLimits, opener: Opener = plain_open) -> Document:
+    """Open the PDF and extract pages up to the first with text (for the title and the OCR check).
+
+    The file is read once into memory, as pypdf does with a path (it needs random access)."""
     budget = Budget(limits.max_seconds)
     budget.resume()
-    _check_complete(path)
+    raw = read_whole(path, limits, opener)
+    _check_complete(raw)
     try:
-        reader = PdfReader(path)
+        reader = PdfReader(io.BytesIO(raw))
         _decrypt(reader)
         count = len(reader.pages)
         title = str((reader.metadata or {}).get("/Title") or "").strip()
@@ -60,12 +76,9 @@ def open_pdf(path: Path, limits: ReaderLimits) -> Document:
                     metered(blocks, budget, NO_TEXT))
 
 
-def _check_complete(path: Path) -> None:
-    with open(path, "rb") as handle:
-        handle.seek(0, 2)
-        handle.seek(max(0, handle.tell() - EOF_WINDOW))
-        if b"%%EOF" not in handle.read():
-            raise UnreadableDocument("corrupt PDF (truncated: no %%EOF marker at the end)")
+def _check_complete(raw: bytes) -> None:
+    if raw.rfind(b"%%EOF", max(0, len(raw) - EOF_WINDOW)) < 0:
+        raise UnreadableDocument("corrupt PDF (truncated: no %%EOF marker at the end)")
 
 
 def _decrypt(reader: PdfReader) -> None:
@@ -92,9 +105,22 @@ def _blocks(reader: PdfReader, first: int, first_text: str, count: int) -> Itera
 
 def _page_text(reader: PdfReader, index: int) -> str:
     try:
-        return reader.pages[index].extract_text().strip()
+        page = reader.pages[index]
+        text = page.extract_text().strip()
     except Exception as exc:
         raise UnreadableDocument(f"corrupt PDF (page {index + 1}: {_cause(exc)})") from exc
+    _release_contents(reader, page)
+    return text
+
+
+def _release_contents(reader: PdfReader, page: PageObject) -> None:
+    """Drop the page's content streams from pypdf's object cache: it keeps every stream it
+    resolved, with a decoded copy, so a long PDF would otherwise be held whole once it was read.
+    Fonts and other shared resources stay cached (every page needs them again)."""
+    contents = page.get("/Contents")
+    for ref in contents if isinstance(contents, ArrayObject) else [contents]:
+        if isinstance(ref, IndirectObject):
+            reader.resolved_objects.pop((ref.generation, ref.idnum), None)
 
 
 def _cause(exc: Exception) -> str:

@@ -15,26 +15,26 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
-from milvus_ingest.readers.base import Budget, Document, Heading, ReaderLimits, assemble, metered
+from milvus_ingest.readers.base import Budget, Document, Heading, Opener, ReaderLimits, assemble, metered, plain_open
 from milvus_ingest.readers.text import iter_lines
 
 ADORNMENT_CHARS = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 
-def open_rst(path: Path, limits: ReaderLimits) -> Document:
+def open_rst(path: Path, limits: ReaderLimits, opener: Opener = plain_open) -> Document:
     """Find the title with a pass that stops at the first heading (a whole pass when there is none:
     time, not memory); blocks are produced lazily by a second pass."""
     budget = Budget(limits.max_seconds)
     budget.resume()
     title = ""
-    for count, piece in enumerate(parse_rst(iter_lines(path))):
+    for count, piece in enumerate(parse_rst(iter_lines(path, opener))):
         if isinstance(piece, Heading):
             title = piece.text
             break
         if count % 256 == 0:
             budget.check()
     budget.pause()
-    blocks = assemble(parse_rst(iter_lines(path)), budget)
+    blocks = assemble(parse_rst(iter_lines(path, opener)), budget)
     return Document("rst", title, {}, metered(blocks, budget, "no text in reStructuredText"))
 
 

@@ -11,8 +11,18 @@ from __future__ import annotations
 import codecs
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from milvus_ingest.readers.base import Block, Budget, Document, ReaderLimits, UnreadableDocument, metered
+from milvus_ingest.readers.base import (
+    Block,
+    Budget,
+    Document,
+    Opener,
+    ReaderLimits,
+    UnreadableDocument,
+    metered,
+    plain_open,
+)
 
 #: Bytes read at a time.  Large files are decoded and chunked block by block.
 BLOCK_BYTES = 1 << 20
@@ -26,21 +36,27 @@ class UndecodableError(UnreadableDocument):
         self.byte_offset = byte_offset
 
 
-def iter_text_blocks(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[int, str]]:
+def iter_text_blocks(
+    path: Path, block_bytes: int = BLOCK_BYTES, digest: Any = None, opener: Opener = plain_open
+) -> Iterator[tuple[int, str]]:
     """Yield ``(char_offset, text)`` blocks of a UTF-8 file (BOM dropped), cut at paragraph breaks.
 
     Blocks end at the last blank line (else line break, else whitespace) of what was read, so that
     chunking a block never cuts through a paragraph that fits in one.  Offsets count characters of
-    the decoded text, so ``text[start:end]`` of the whole file equals a chunk.
+    the decoded text, so ``text[start:end]`` of the whole file equals a chunk.  ``digest`` (a
+    hashlib object) is fed the raw bytes, so a caller can tell whether the file changed since it
+    was inspected; ``opener`` opens the file (see ``Opener``).
     """
     decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
     pending = ""
     offset = 0
     consumed_bytes = 0
     first = True
-    with open(path, "rb") as handle:
+    with opener(path) as handle:
         while True:
             raw = handle.read(block_bytes)
+            if digest is not None:
+                digest.update(raw)
             final = not raw
             try:
                 text = decoder.decode(raw, final=final)
@@ -77,10 +93,10 @@ def _cut_point(text: str) -> int:
     return -1
 
 
-def iter_lines(path: Path) -> Iterator[str]:
+def iter_lines(path: Path, opener: Opener = plain_open) -> Iterator[str]:
     """The lines of a UTF-8 file without their line endings (``\\n``, ``\\r\\n``), streamed."""
     carry = ""
-    for _, text in iter_text_blocks(path):
+    for _, text in iter_text_blocks(path, opener=opener):
         lines = (carry + text).split("\n")
         carry = lines.pop()
         for line in lines:
@@ -89,7 +105,7 @@ def iter_lines(path: Path) -> Iterator[str]:
         yield carry.removesuffix("\r")
 
 
-def open_text(path: Path, limits: ReaderLimits) -> Document:
-    """A plain-text document: no title, no sections, page 0."""
-    blocks = (Block(text) for _, text in iter_text_blocks(path))
+def open_text(path: Path, limits: ReaderLimits, opener: Opener = plain_open, digest: Any = None) -> Document:
+    """A plain-text document: no title, no sections, page 0 (``digest``: see ``iter_text_blocks``)."""
+    blocks = (Block(text) for _, text in iter_text_blocks(path, digest=digest, opener=opener))
     return Document("text", "", {}, metered(blocks, Budget(limits.max_seconds), "no text (only whitespace)"))

@@ -6,9 +6,12 @@ Nothing outside this package calls a pymilvus client or writes a row dict by han
 from milvus_ingest.store.milvus import MilvusStore
 from milvus_ingest.store.state import SourceMark
 from milvus_ingest.store.schema import (
+    DOCUMENT_FIELDS,
     META_PROPERTY,
     SCALAR_FIELDS,
+    SCHEMA_VERSION,
     CollectionMeta,
+    DocumentFields,
     SourceState,
     chunk_id,
     chunk_row,
@@ -18,9 +21,12 @@ from milvus_ingest.store.schema import (
 )
 
 __all__ = [
+    "DOCUMENT_FIELDS",
     "META_PROPERTY",
     "SCALAR_FIELDS",
+    "SCHEMA_VERSION",
     "CollectionMeta",
+    "DocumentFields",
     "MilvusStore",
     "SourceMark",
     "SourceState",

@@ -23,6 +23,7 @@ from milvus_ingest.store import capabilities, state
 from milvus_ingest.store.connect import connect
 from milvus_ingest.store.retry import with_retries
 from milvus_ingest.store.schema import (
+    DOCUMENT_FIELD_TYPES,
     HASH_MAX_BYTES,
     ID_MAX_BYTES,
     META_PROPERTY,
@@ -31,6 +32,7 @@ from milvus_ingest.store.schema import (
     escape_string,
     meta_problems,
     plan_write_batches,
+    schema_upgrade_problem,
 )
 from milvus_ingest.store.state import SourceMark
 
@@ -154,6 +156,8 @@ class MilvusStore:
         schema.add_field("end_char", DataType.INT64)
         schema.add_field("source_hash", DataType.VARCHAR, max_length=HASH_MAX_BYTES)
         schema.add_field("n_chunks", DataType.INT64)
+        for name, (kind, max_length) in DOCUMENT_FIELD_TYPES.items():
+            schema.add_field(name, getattr(DataType, kind), **({"max_length": max_length} if max_length else {}))
         return schema
 
     def check_compatible(self, meta: CollectionMeta, for_writing: bool) -> CollectionMeta:
@@ -165,6 +169,9 @@ class MilvusStore:
                 f"collection {name!r} at {self.settings.uri} was not created by this pipeline (no "
                 f"{META_PROPERTY} record): use another --collection name"
             )
+        upgrade = schema_upgrade_problem(stored, name) if for_writing else None
+        if upgrade:
+            raise CollectionMismatchError(upgrade)
         problems = meta_problems(stored, meta, for_writing)
         if problems:
             raise CollectionMismatchError(

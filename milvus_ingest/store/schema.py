@@ -17,14 +17,30 @@ import numpy as np
 
 from milvus_ingest.errors import StoreError
 
-#: Version of the row layout below; bump when fields change.
-SCHEMA_VERSION = 1
+#: Version of the row layout below; bump when fields change.  2: the document fields.
+SCHEMA_VERSION = 2
 META_PROPERTY = "flows.meta"
 ID_MAX_BYTES = 64
 HASH_MAX_BYTES = 80
 
+# -- document structure (schema 2) ----------------------------------------------------------
+#: Per chunk: ``section`` (heading path, " > "-joined) and ``page`` (1-based; 0 = no pages); per
+#: source: ``title``, ``format``, ``mtime`` (seconds) and ``metadata`` (front matter, JSON).
+#: Name -> (Milvus type, VARCHAR limit in UTF-8 bytes).  Scalars, so filters can use them.
+DOCUMENT_FIELD_TYPES: dict[str, tuple[str, int]] = {
+    "title": ("VARCHAR", 1024),
+    "section": ("VARCHAR", 2048),
+    "page": ("INT64", 0),
+    "format": ("VARCHAR", 16),
+    "mtime": ("INT64", 0),
+    "metadata": ("JSON", 0),
+}
+DOCUMENT_FIELDS = tuple(DOCUMENT_FIELD_TYPES)
+#: A document's metadata is stored whole up to this many bytes of JSON, else key by key while it fits.
+METADATA_MAX_BYTES = 16_384
+
 #: Fields every row has, in the order the collection declares them.
-SCALAR_FIELDS = ("text", "source", "chunk_index", "start_char", "end_char", "source_hash", "n_chunks")
+SCALAR_FIELDS = ("text", "source", "chunk_index", "start_char", "end_char", "source_hash", "n_chunks", *DOCUMENT_FIELDS)
 #: Index types Milvus Lite builds (it accepts any name at create_index, so it cannot be asked);
 #: a server is asked instead (``capabilities``).
 LITE_INDEX_TYPES = {"FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW", "AUTOINDEX"}
@@ -88,6 +104,8 @@ def row_bytes(row: dict[str, Any]) -> int:
     for value in row.values():
         if isinstance(value, str):
             size += len(value.encode("utf-8")) + 8
+        elif isinstance(value, dict):
+            size += len(json.dumps(value, ensure_ascii=False).encode("utf-8")) + 16
         elif isinstance(value, np.ndarray):
             size += value.nbytes + 16
         elif isinstance(value, (list, tuple)):
@@ -120,10 +138,27 @@ def plan_write_batches(rows: Sequence[dict[str, Any]], max_rows: int, max_bytes:
     return batches
 
 
+@dataclass(frozen=True)
+class DocumentFields:
+    """What every chunk row of one source carries about its document (see ``DOCUMENT_FIELD_TYPES``)."""
+
+    title: str = ""
+    format: str = "text"
+    mtime: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def chunk_row(source: str, index: int, chunk: Any, vector: np.ndarray, source_hash: str, n_chunks: int) -> dict[str, Any]:
+def chunk_row(
+    source: str,
+    index: int,
+    chunk: Any,
+    vector: np.ndarray,
+    source_hash: str,
+    n_chunks: int,
+    document: DocumentFields = DocumentFields(),
+) -> dict[str, Any]:
     """The row of chunk ``index`` of ``source``; ``n_chunks`` > 0 only on a committed chunk 0."""
+    limits = DOCUMENT_FIELD_TYPES
     return {
         "id": chunk_id(source, index),
         "vector": vector,
@@ -134,7 +169,47 @@ def chunk_row(source: str, index: int, chunk: Any, vector: np.ndarray, source_ha
         "end_char": chunk.end,
         "source_hash": source_hash,
         "n_chunks": n_chunks,
+        "title": clip_utf8(document.title, limits["title"][1]),
+        "section": clip_utf8(getattr(chunk, "section", ""), limits["section"][1]),
+        "page": int(getattr(chunk, "page", 0)),
+        "format": document.format,
+        "mtime": int(document.mtime),
+        "metadata": bounded_metadata(document.metadata),
     }
+
+
+def clip_utf8(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` UTF-8 bytes at a character boundary, "…" marking a cut."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= max_bytes:
+        return text
+    return data[: max_bytes - 3].decode("utf-8", "ignore") + "…"
+
+
+def bounded_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The metadata as stored: whole when its JSON fits ``METADATA_MAX_BYTES``, else the keys that fit, in order."""
+    def size(value: Any) -> int:
+        return len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+
+    if size(metadata) <= METADATA_MAX_BYTES:
+        return dict(metadata)
+    kept: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if size({**kept, key: value}) <= METADATA_MAX_BYTES:
+            kept[key] = value
+    return kept
+
+
+def schema_upgrade_problem(stored: CollectionMeta, collection: str) -> str | None:
+    """One line for a collection written with an older row layout (None when it is current)."""
+    if stored.schema_version >= SCHEMA_VERSION:
+        return None
+    return (
+        f"collection {collection!r} was written by an older version of this pipeline (schema version "
+        f"{stored.schema_version}, without the fields {', '.join(DOCUMENT_FIELDS)}): nothing was written; "
+        "ingest into a new collection (--collection NAME), or rebuild this one with --full --recreate "
+        "(drops it and re-embeds these sources)"
+    )
 
 
 def chunk_id(source: str, index: int) -> str:

@@ -228,8 +228,8 @@ def _break_after_inspection(monkeypatch, target, how):
 
     real_inspect = pipeline.inspect_source
 
-    def inspect(item):
-        result = real_inspect(item)
+    def inspect(item, *args, **kwargs):
+        result = real_inspect(item, *args, **kwargs)
         if getattr(item, "path", None) == target:
             how(target)
         return result

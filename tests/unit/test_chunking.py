@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 
 from milvus_ingest.chunking import Chunker, TokenCounter, check_chunk_budget
 from milvus_ingest.errors import ConfigError
-from milvus_ingest.reading import iter_text_blocks
+from milvus_ingest.readers.text import iter_text_blocks
 from milvus_ingest.sources import TextDocument
 from tests.support.corpus import T5_MODEL
 
@@ -110,6 +110,8 @@ def test_streamed_blocks_give_the_same_offsets_as_the_whole_text(counter, tmp_pa
 
 
 def test_text_document_blocks():
-    from milvus_ingest.reading import iter_blocks
+    from milvus_ingest.readers import Block
+    from milvus_ingest.reading import read_source
 
-    assert list(iter_blocks(TextDocument("d1", "hello"))) == [(0, "hello")]
+    document, _ = read_source(TextDocument("d1", "hello"), "text")
+    assert list(document.blocks) == [Block("hello")]

@@ -4,7 +4,6 @@ python-docx, zipfile, plain strings), and every bad-document case must raise its
 from __future__ import annotations
 
 import gc
-import io
 import re
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from milvus_ingest.readers import (
     open_document,
 )
 from milvus_ingest.readers.base import BLOCK_CHARS
+from tests.support.documents import encrypt_pdf, make_docx, make_pdf, make_zip_bomb_docx, truncate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,25 +50,6 @@ def unreadable(path: Path, fmt: str | None = None, **limits: float) -> str:
     with pytest.raises(UnreadableDocument) as caught:
         read(path, fmt, **limits)
     return caught.value.reason
-
-
-def make_pdf(path: Path, pages: list[list[str]], title: str | None = None) -> Path:
-    """One PDF page per list of lines; an empty list is a page with only a drawn image (no text)."""
-    from reportlab.pdfgen import canvas
-
-    buffer = io.BytesIO()
-    drawing = canvas.Canvas(buffer)
-    if title:
-        drawing.setTitle(title)
-    for lines in pages:
-        if not lines:
-            drawing.rect(100, 100, 300, 300, fill=1)  # an "image": marks, no text layer
-        for number, line in enumerate(lines):
-            drawing.drawString(50, 780 - 14 * number, line)
-        drawing.showPage()
-    drawing.save()
-    path.write_bytes(buffer.getvalue())
-    return path
 
 
 # ---------------------------------------------------------------- detect_format
@@ -424,8 +405,7 @@ def test_pdf_bad_documents(tmp_path):
     assert unreadable(scanned) == "no text layer (scanned PDF; needs OCR)"
     good = make_pdf(tmp_path / "good.pdf", [["some text"] * 20] * 3)
     data = good.read_bytes()
-    truncated = tmp_path / "truncated.pdf"
-    truncated.write_bytes(data[: len(data) // 2])
+    truncated = truncate(good, tmp_path / "truncated.pdf")
     assert unreadable(truncated).startswith("corrupt PDF (")
     garbled = tmp_path / "garbled.pdf"
     garbled.write_bytes(data[:20] + b"\x00garbage" * 100 + data[-200:])
@@ -433,17 +413,12 @@ def test_pdf_bad_documents(tmp_path):
 
 
 def test_pdf_encryption(tmp_path):
-    from pypdf import PdfWriter
     from pypdf.constants import UserAccessPermissions
 
     source = make_pdf(tmp_path / "plain.pdf", [["Confidential text"]])
 
     def encrypted(name: str, user: str, **options) -> Path:
-        writer = PdfWriter(clone_from=str(source))
-        writer.encrypt(user, "owner-secret", **options)
-        path = tmp_path / name
-        writer.write(path)
-        return path
+        return encrypt_pdf(source, tmp_path / name, user, **options)
 
     assert unreadable(encrypted("locked.pdf", "user-secret")) == "encrypted PDF"
     no_copy = encrypted("nocopy.pdf", "", permissions_flag=UserAccessPermissions.PRINT)
@@ -535,37 +510,6 @@ def test_time_budget_ignores_the_consumer(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- DOCX
 
 
-def make_docx(path: Path) -> Path:
-    import docx
-    from docx.enum.style import WD_STYLE_TYPE
-
-    document = docx.Document()
-    document.core_properties.title = ""
-    document.add_paragraph("The Docx Title", style="Title")
-    document.add_paragraph("Before any heading.")
-    document.add_heading("Chapter One", level=1)
-    document.add_paragraph("First paragraph.")
-    table = document.add_table(rows=2, cols=2)
-    for r, row in enumerate([("Key", "Value"), ("speed", "fast")]):
-        for c, value in enumerate(row):
-            table.cell(r, c).text = value
-    document.add_paragraph("After the table.")
-    document.add_heading("Section 1.1", level=2)
-    document.add_paragraph("Nested text.")
-    custom = document.styles.add_style("Custom Heading", WD_STYLE_TYPE.PARAGRAPH)
-    custom.base_style = document.styles["Heading 2"]
-    document.add_paragraph("Section 1.2", style="Custom Heading")
-    document.add_paragraph("Sibling text.")
-    merged = document.add_table(rows=2, cols=3)
-    merged.cell(0, 0).merge(merged.cell(0, 2)).text = "wide cell"
-    for c, value in enumerate(("x", "y", "z")):
-        merged.cell(1, c).text = value
-    document.add_heading("Chapter Two", level=1)
-    document.add_paragraph("Second chapter.")
-    document.save(path)
-    return path
-
-
 def test_docx_sections_and_table_in_reading_order(tmp_path):
     title, _, blocks = read(make_docx(tmp_path / "doc.docx"))
     assert title == "The Docx Title"
@@ -590,13 +534,7 @@ def test_docx_core_title_wins(tmp_path):
 
 
 def test_docx_zip_bomb_refused_before_parsing(tmp_path):
-    path = tmp_path / "bomb.docx"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("[Content_Types].xml", "<Types/>")
-        with archive.open("word/document.xml", "w", force_zip64=True) as entry:
-            chunk = b"\0" * (1 << 20)
-            for _ in range(40):
-                entry.write(chunk)
+    path = make_zip_bomb_docx(tmp_path / "bomb.docx", megabytes=40)
     assert path.stat().st_size < 1 << 20
     assert unreadable(path, max_expanded_bytes=32 << 20) == "DOCX expands past 32 MB"
     ratio = unreadable(path)  # under the default 256 MB, but 40 MB from a few KB
