@@ -95,6 +95,7 @@ def shard_parameters(params: FanoutParams, settings: Settings) -> list[dict[str,
             "full": params.full,
             "prune": params.prune,
             "yes": params.yes,
+            "recreate": False,  # shards run at once: none may drop the collection under the others
             "shard": f"{index}/{params.shards}",
             "wait": params.wait,
             "token_secret": params.token_secret,
