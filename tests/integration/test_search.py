@@ -62,7 +62,7 @@ def test_hits_are_typed_ranked_and_point_into_their_source(ingested, t5_embedder
         assert len({h.id for h in hits}) == 4
         for hit in hits:
             assert _source_text(hit.source)[hit.start : hit.end] == hit.text
-            assert set(hit.as_dict()) == {"id", "score", "source", "start", "end", "text"}
+            assert set(hit.as_dict()) == {"id", "score", "source", "start", "end", "text", "title", "section", "page", "format"}
 
 
 def test_questions_use_the_query_instruction_recorded_on_the_collection(ingested, t5_embedder):
@@ -269,7 +269,7 @@ def test_cli_json_prints_one_object_per_question_with_a_context(cli_collection):
         assert answer["question"] == question
         assert len(answer["hits"]) == 3
         for hit in answer["hits"]:
-            assert set(hit) == {"id", "score", "source", "start", "end", "text"}
+            assert set(hit) == {"id", "score", "source", "start", "end", "text", "title", "section", "page", "format"}
             assert hit["source"].startswith(str(corpus.resolve()))
             assert _source_text(hit["source"])[hit["start"] : hit["end"]] == hit["text"]
         context = answer["context"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from milvus_ingest.ingest.plan import IngestOptions, IngestPlan, content_hash, plan_ingest, shard_of
 from milvus_ingest.ingest.run import Ingestor
-from milvus_ingest.reading import inspect_source
+from milvus_ingest.reading import inspect_source, source_format
 from milvus_ingest.sources import Discovery, Skipped
 from milvus_ingest.store import MilvusStore, SourceState
 
@@ -33,14 +33,15 @@ def plan_from_scan(discovery: Discovery, states: dict[str, SourceState], setting
     present = {s.source for s in discovery.skipped if not s.refused}
     for item in discovery.files:
         present.add(item.source)
-        inspection = inspect_source(item)
+        fmt = source_format(item, settings.sources.formats)
+        inspection = inspect_source(item, fmt)
         state = states.get(item.source)
         if inspection.reason:
             all_skipped.append(Skipped(item.source, inspection.reason))
             if state and inspection.reason.startswith(("empty", "no text")):
                 emptied[item.source] = set(state.ids)
             continue
-        version = content_hash(inspection.sha256, settings)
+        version = content_hash(inspection.sha256, settings, fmt)
         if state and not options.full and state.is_complete(version):
             unchanged.append(item.source)
             continue
