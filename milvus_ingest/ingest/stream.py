@@ -254,7 +254,10 @@ def write_stream(
     except BaseException:
         stop.set()
         _drain(items)
+        _drain(writer.ops)  # queued writes are dropped (the commit marks keep the store consistent)
         writer.ops.put(None)
+        if writer.threaded and writer.is_alive():
+            writer.join(timeout=3)  # let an in-flight write finish before the store is closed
         raise
     return result
 

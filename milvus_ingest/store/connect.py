@@ -57,7 +57,7 @@ def check_lite_path(uri: str) -> None:
 
 
 #: pymilvus's loggers, which its import configures itself (dictConfig at WARNING, two at INFO).
-PYMILVUS_LOGGERS = ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer", "pymilvus.decorators")
+PYMILVUS_LOGGERS = ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer", "pymilvus.decorators", "milvus_lite")
 
 
 def _quiet_lite_noise() -> None:
