@@ -115,6 +115,8 @@ def _on_signal(signum: int, frame: Any) -> None:
     if _INTERRUPTED:  # a second signal while unwinding: stop now
         os._exit(_interrupted(signum))
     _INTERRUPTED.append(signum)
+    if not debug_enabled():  # the run is being abandoned: what it logs while unwinding is noise
+        logging.disable(logging.CRITICAL)
     watchdog = threading.Timer(INTERRUPT_GRACE_SECONDS, lambda: os._exit(_interrupted(signum)))
     watchdog.daemon = True
     watchdog.start()
