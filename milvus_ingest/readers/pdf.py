@@ -1,6 +1,10 @@
 """PDF: the text layer of each page with pypdf, streamed page by page (pages numbered from 1).
 
 Metadata is ``{"pages": N}``.  The title is the metadata /Title (unless it is the placeholder "untitled"), else the first heading-like line of the first page with text.
+The section path comes from the PDF's outline (bookmarks, as LaTeX, texinfo, Word and most
+manual generators write them): a page's text is split where an outline entry's title appears on
+the page the entry points to, and each part carries the path of the entry it falls under.  A PDF
+without an outline (or with a broken one) has pages without sections, never a failure.
 An encrypted PDF is read only when it opens with the empty user password (anyone's viewer would
 open it) and its permissions allow text extraction; otherwise it is refused as "encrypted PDF".
 A PDF with no text on any page is refused as needing OCR; a PDF pypdf cannot parse (or one that
@@ -70,8 +74,9 @@ def open_pdf(path: Path, limits: ReaderLimits, opener: Opener = plain_open) -> D
         budget.check()
     if not first_text:
         raise UnreadableDocument(NO_TEXT)
+    outline = outline_by_page(reader)
     budget.pause()
-    blocks = _blocks(reader, first, first_text, count)
+    blocks = _blocks(reader, first, first_text, count, outline)
     return Document("pdf", title or _heading_line(first_text), {"pages": count},
                     metered(blocks, budget, NO_TEXT))
 
@@ -94,13 +99,74 @@ def _decrypt(reader: PdfReader) -> None:
         raise UnreadableDocument("encrypted PDF (text extraction not permitted)")
 
 
-def _blocks(reader: PdfReader, first: int, first_text: str, count: int) -> Iterator[Block]:
-    """The first text page (already extracted), then every later page as it is extracted."""
-    yield Block(first_text + SEPARATOR, (), first)
-    for index in range(first, count):
-        text = _page_text(reader, index)
-        if text:
-            yield Block(text + SEPARATOR, (), index + 1)
+def _blocks(reader: PdfReader, first: int, first_text: str, count: int,
+            outline: dict[int, list[tuple[str, ...]]]) -> Iterator[Block]:
+    """The first text page (already extracted), then every later page as it is extracted, each
+    split where the outline's entries for it begin."""
+    section: tuple[str, ...] = ()
+    for skipped in range(first - 1):  # entries on pages before the first with text still apply
+        section = outline.get(skipped, [section])[-1]
+    for index in range(first - 1, count):
+        text = first_text if index == first - 1 else _page_text(reader, index)
+        if not text:
+            section = outline.get(index, [section])[-1]
+            continue
+        parts, section = split_at_headings(text + SEPARATOR, outline.get(index, []), section)
+        for part_section, part in parts:
+            yield Block(part, part_section, index + 1)
+
+
+def split_at_headings(
+    text: str, entries: list[tuple[str, ...]], section: tuple[str, ...]
+) -> tuple[list[tuple[tuple[str, ...], str]], tuple[str, ...]]:
+    """``text`` cut where each entry's last title is found (in order), as ``(path, part)`` pairs,
+    and the path in force at the end of the page.  An entry whose title is not on the page starts
+    at the page's top (or after the entry before it)."""
+    parts: list[tuple[tuple[str, ...], str]] = []
+    position = search_from = 0
+    for path in entries:
+        words = path[-1].split()
+        found = re.compile(r"\s+".join(map(re.escape, words))).search(text, search_from) if words else None
+        cut = found.start() if found else search_from
+        head = text[position:cut]
+        if head.strip():
+            parts.append((section, head))
+            position = cut
+        elif parts:  # only whitespace before the heading: it stays with the part before
+            parts[-1] = (parts[-1][0], parts[-1][1] + head)
+            position = cut
+        # else: leading whitespace goes with the next part, so no character is dropped
+        search_from = found.end() if found else cut
+        section = path
+    if text[position:]:
+        parts.append((section, text[position:]))
+    return parts, section
+
+
+def outline_by_page(reader: PdfReader) -> dict[int, list[tuple[str, ...]]]:
+    """``{page index: [heading path, ...]}`` in outline order; ``{}`` when there is none or it
+    cannot be read (an outline is a help for citations, never a reason to refuse a PDF)."""
+    pages: dict[int, list[tuple[str, ...]]] = {}
+
+    def walk(items: list, parents: tuple[str, ...]) -> None:
+        path = parents
+        for item in items:
+            if isinstance(item, list):
+                walk(item, path)
+                continue
+            title = " ".join(str(getattr(item, "title", "") or "").split())
+            if not title:
+                continue
+            path = (*parents, title)
+            page = reader.get_destination_page_number(item)
+            if page is not None and page >= 0:
+                pages.setdefault(page, []).append(path)
+
+    try:
+        walk(reader.outline, ())
+    except Exception:
+        return {}
+    return pages
 
 
 def _page_text(reader: PdfReader, index: int) -> str:

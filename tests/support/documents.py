@@ -9,19 +9,32 @@ import zipfile
 from pathlib import Path
 
 
-def make_pdf(path: Path, pages: list[list[str]], title: str | None = None) -> Path:
-    """One PDF page per list of lines; an empty list is a page with only a drawn image (no text)."""
+def make_pdf(
+    path: Path,
+    pages: list[list[str]],
+    title: str | None = None,
+    outline: list[tuple[int, int, int, str]] = (),  # type: ignore[assignment]
+) -> Path:
+    """One PDF page per list of lines; an empty list is a page with only a drawn image (no text).
+
+    ``outline`` entries ``(page index, line number, level, title)`` become bookmarks pointing at
+    that line, nested by level (0 = top), in the order given."""
     from reportlab.pdfgen import canvas
 
     buffer = io.BytesIO()
     drawing = canvas.Canvas(buffer)
     if title:
         drawing.setTitle(title)
-    for lines in pages:
+    for index, lines in enumerate(pages):
         if not lines:
             drawing.rect(100, 100, 300, 300, fill=1)  # an "image": marks, no text layer
         for number, line in enumerate(lines):
             drawing.drawString(50, 780 - 14 * number, line)
+        for n, (page, line, level, heading) in enumerate(outline):
+            if page == index:
+                key = f"o{n}"
+                drawing.bookmarkHorizontal(key, 0, 794 - 14 * line)
+                drawing.addOutlineEntry(heading, key, level=level)
         drawing.showPage()
     drawing.save()
     path.write_bytes(buffer.getvalue())

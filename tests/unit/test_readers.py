@@ -400,6 +400,43 @@ def test_pdf_title_from_first_heading_like_line(tmp_path):
     assert blocks[0].page == 2
 
 
+def test_pdf_outline_gives_sections_split_where_headings_start(tmp_path):
+    pages = [
+        ["Manual", "Preface text before any chapter."],
+        ["Installation", "Install it with pip.", "On Linux", "Use the package manager."],
+        [],  # an image-only page: its entry still carries over
+        ["Linux continued here.", "Usage", "Run the command."],
+    ]
+    outline = [(1, 0, 0, "Installation"), (1, 2, 1, "On Linux"), (2, 0, 1, "Scanned figure"), (3, 1, 0, "Usage")]
+    path = make_pdf(tmp_path / "manual.pdf", pages, title="Manual", outline=outline)
+    _, _, blocks = read(path)
+    got = [(b.page, b.section, " ".join(b.text.split())) for b in blocks]
+    assert got == [
+        (1, (), "Manual Preface text before any chapter."),
+        (2, ("Installation",), "Installation Install it with pip."),
+        (2, ("Installation", "On Linux"), "On Linux Use the package manager."),
+        (4, ("Installation", "Scanned figure"), "Linux continued here."),
+        (4, ("Usage",), "Usage Run the command."),
+    ]
+    # the blocks still concatenate to exactly the extracted text (offsets index into it)
+    from pypdf import PdfReader
+
+    extracted = [page.extract_text().strip() for page in PdfReader(path).pages]
+    assert "".join(b.text for b in blocks) == "".join(t + "\n\n" for t in extracted if t)
+
+
+def test_pdf_outline_title_missing_from_page_or_broken_outline(tmp_path, monkeypatch):
+    path = make_pdf(tmp_path / "odd.pdf", [["First page."], ["Body without its heading."]],
+                    outline=[(1, 0, 0, "Not On The Page")])
+    _, _, blocks = read(path)
+    assert [(b.page, b.section) for b in blocks] == [(1, ()), (2, ("Not On The Page",))]
+    import pypdf
+
+    monkeypatch.setattr(pypdf.PdfReader, "outline", property(lambda self: 1 / 0))
+    _, _, blocks = read(path)
+    assert [(b.page, b.section) for b in blocks] == [(1, ()), (2, ())]
+
+
 def test_pdf_bad_documents(tmp_path):
     scanned = make_pdf(tmp_path / "scan.pdf", [[], []])
     assert unreadable(scanned) == "no text layer (scanned PDF; needs OCR)"
