@@ -100,18 +100,28 @@ def instruction_tokens(counter: TokenCounter, instruction: str) -> int:
 
 
 def check_chunk_budget(
-    counter: TokenCounter, chunk_tokens: int, instruction: str, max_seq_length: int
+    counter: TokenCounter, chunk_tokens: int, instruction: str, max_seq_length: int, context_tokens: int = 0
 ) -> None:
     """Refuse a chunk size that could not be encoded whole, with the numbers to fix it."""
     prefix = instruction_tokens(counter, instruction)
     specials = counter.special_tokens()
-    room = max_seq_length - prefix - specials
+    room = max_seq_length - prefix - specials - context_tokens
     if chunk_tokens > room:
+        context = f" - context {context_tokens} tokens (chunking.context_tokens)" if context_tokens else ""
         raise ConfigError(
             f"chunking.chunk_tokens={chunk_tokens} does not fit the model: max_seq_length "
             f"{max_seq_length} - document instruction {prefix} tokens - {specials} special "
-            f"tokens leaves {room}; set chunking.chunk_tokens to at most {max(room, 0)}"
+            f"tokens{context} leaves {room}; set chunking.chunk_tokens to at most {max(room, 0)}"
         )
+
+
+def context_line(title: str, section: str) -> str:
+    """A chunk's place in its document, for contextual embedding: ``Title > Section > Sub``
+    (the title once, when the heading path already starts with it)."""
+    title, section = " ".join(title.split()), " ".join(section.split())
+    if not title or section == title or section.startswith(title + SECTION_SEPARATOR):
+        return section
+    return SECTION_SEPARATOR.join(part for part in (title, section) if part)
 
 
 class Chunker:
@@ -130,19 +140,39 @@ class Chunker:
         max_bytes: int,
         instruction: str = "",
         max_seq_length: int | None = None,
+        context_tokens: int = 0,
     ):
         if overlap_tokens >= chunk_tokens:
             raise ConfigError(
                 f"chunking.overlap_tokens ({overlap_tokens}) must be smaller than chunk_tokens ({chunk_tokens})"
             )
         if max_seq_length is not None:
-            check_chunk_budget(counter, chunk_tokens, instruction, max_seq_length)
+            check_chunk_budget(counter, chunk_tokens, instruction, max_seq_length, context_tokens)
         self.counter = counter
         self.chunk_tokens = chunk_tokens
         self.overlap_tokens = overlap_tokens
         self.max_bytes = max_bytes
         self.instruction = instruction
         self.max_seq_length = max_seq_length
+        #: Tokens of title and section path embedded before each chunk (0: the chunk alone).
+        self.context_tokens = context_tokens
+
+    def with_context(self, chunk: Chunk, title: str) -> str:
+        """What the model embeds (and BM25 indexes) for ``chunk``: its ``context_line`` clipped to
+        ``context_tokens`` - 1 tokens, a blank line, then the chunk's text.
+
+        The chunk itself is never cut for its context: the budget reserved ``context_tokens``, and
+        should a merge across the join still overflow the model's limit, the chunk goes alone."""
+        prefix = context_line(title, chunk.section) if self.context_tokens > 1 else ""
+        if not prefix:
+            return chunk.text
+        offsets = self.counter.offsets(prefix)
+        if len(offsets) > self.context_tokens - 1:
+            prefix = prefix[: offsets[self.context_tokens - 2][1]]
+        text = f"{prefix}\n\n{chunk.text}"
+        if self.max_seq_length and self.counter.count_with_specials([self.instruction + text])[0] > self.max_seq_length:
+            return chunk.text
+        return text
 
     # -- public -------------------------------------------------------------------------
     def chunk_text(self, text: str, base_offset: int = 0) -> list[Chunk]:

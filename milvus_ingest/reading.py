@@ -113,7 +113,7 @@ def inspect_source(
     sniffed (their parse is the producer's, and an unchanged one is never parsed).
     """
     if isinstance(item, TextDocument):
-        data = item.text.encode("utf-8", "surrogatepass")
+        data = item.identity()
         reason = None if item.text.strip() else "empty document"
         return Inspection(hashlib.sha256(data).hexdigest(), len(data), reason)
     fmt = fmt or source_format(item)
@@ -159,8 +159,8 @@ def read_source(
     ``UnreadableDocument`` (a corrupt page 200): nothing of a source is committed before its end.
     """
     if isinstance(item, TextDocument):
-        data = item.text.encode("utf-8", "surrogatepass")
-        return Document("text", "", {}, iter([Block(item.text)])), lambda: hashlib.sha256(data).hexdigest()
+        data = item.identity()
+        return Document("text", item.title, {}, iter([Block(item.text)])), lambda: hashlib.sha256(data).hexdigest()
     opener = safe_opener(item.linked)
     if fmt == "text":  # no sniff: bytes that differ from the inspected ones must say "changed"
         digest = hashlib.sha256()

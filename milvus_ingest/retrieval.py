@@ -13,13 +13,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from milvus_ingest.config import ModelSettings, Settings
 from milvus_ingest.errors import BadFilterError, CollectionMismatchError, ConfigError, StoreError
-from milvus_ingest.store.search import check_filter, index_type, read_search_meta, search_hits, search_params_for
+from milvus_ingest.store.search import (
+    check_filter,
+    hybrid_hits,
+    index_type,
+    read_search_meta,
+    search_hits,
+    search_params_for,
+    text_hits,
+)
+from milvus_ingest.hits import Hit, location, to_hit as _to_hit
 from milvus_ingest.store import SCALAR_FIELDS, CollectionMeta, MilvusStore
+from milvus_ingest.store.capabilities import bm25_problem
 
 log = logging.getLogger(__name__)
 
@@ -33,57 +42,8 @@ SELECTABLE_FIELDS = ("id", *SCALAR_FIELDS)
 MAX_TOP_K = 16384
 #: Hits per search request (questions x top-k): keeps each answer well below gRPC's size limits.
 HITS_PER_REQUEST = 4096
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One retrieved chunk: ``text == source_text[start:end]``; ``score`` is Milvus's distance.
-
-    For COSINE and IP a higher score is closer, for L2 a lower one; hits always come best first.
-    """
-
-    id: str
-    score: float
-    source: str
-    start: int
-    end: int
-    text: str
-    chunk_index: int = -1
-    #: Values of any extra ``output_fields`` asked for.
-    fields: dict[str, Any] = field(default_factory=dict)
-    #: The document's title, the chunk's heading path ("A > B"), its page (1-based; 0 when the
-    #: format has none) and the source's format; empty on a collection written before them.
-    title: str = ""
-    section: str = ""
-    page: int = 0
-    format: str = ""
-
-    @property
-    def location(self) -> str:
-        """Page and section for a citation, e.g. ``p.3 · Installation > On Linux`` ("" when neither)."""
-        return location(self.page, self.section)
-
-    def as_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "id": self.id,
-            "score": round(self.score, 6),
-            "source": self.source,
-            "start": self.start,
-            "end": self.end,
-            "text": self.text,
-            "title": self.title,
-            "section": self.section,
-            "page": self.page,
-            "format": self.format,
-        }
-        if self.fields:
-            data["fields"] = dict(self.fields)
-        return data
-
-
-def location(page: int, section: str) -> str:
-    """``p.3 · Installation > On Linux``, ``p.3``, ``Installation`` or "" (no page, no section)."""
-    return " · ".join(part for part in (f"p.{page}" if page else "", section) if part)
+#: What ``search.mode`` / ``--mode`` may name; ``auto`` is hybrid where the collection has BM25.
+MODES = ("auto", "dense", "bm25", "hybrid")
 
 
 class Searcher:
@@ -121,7 +81,7 @@ class Searcher:
                 f"collection {name!r} does not exist at {uri}: ingest into it first "
                 "(python -m flows.ingest SOURCE --config FILE) or pass the right --collection / --uri"
             )
-        meta = read_search_meta(store, self.settings.model.query_instruction)
+        meta = read_search_meta(store, self.settings.model.instructions.query)
         model = getattr(self._encoder, "model_name", None) or self.settings.model.name
         if meta.model != model:
             raise CollectionMismatchError(
@@ -168,6 +128,23 @@ class Searcher:
         return self.encoder.encode_array(list(questions), self.query_instruction)
 
     # -- search -----------------------------------------------------------------------
+    def mode(self, requested: str | None = None) -> str:
+        """The mode a search runs in: ``requested`` (else ``search.mode``), ``auto`` resolved by
+        the collection's BM25 field; bm25/hybrid on a collection without one is one refusal line."""
+        mode = requested or self.settings.search.mode
+        if mode not in MODES:
+            raise ConfigError(f"--mode {mode!r}: choose one of {', '.join(MODES)}")
+        if mode == "auto":
+            return "hybrid" if self.meta.bm25 else "dense"
+        if mode != "dense" and not self.meta.bm25:
+            store = self.store
+            why = bm25_problem(store) or "it was created without one (milvus.bm25: off, or before BM25 fields)"
+            raise ConfigError(
+                f"--mode {mode} needs a BM25 full-text field and collection {store.collection!r} has none: {why}; "
+                "search with --mode dense (search.mode: dense), or ingest into a new collection on a backend with BM25"
+            )
+        return mode
+
     def search(
         self,
         questions: Sequence[str],
@@ -175,15 +152,52 @@ class Searcher:
         filter_expr: str = "",
         output_fields: Sequence[str] = (),
         search_params: dict[str, Any] | None = None,
+        mode: str | None = None,
     ) -> list[list[Hit]]:
-        """Ranked hits per question (best first), in the order the questions were given."""
+        """Ranked hits per question (best first), in the order the questions were given.
+
+        ``dense`` and ``hybrid`` encode the questions (one batch); ``bm25`` needs no model at all."""
         questions = list(questions)
         _check_questions(questions)
         _check_top_k(top_k)
         extra = _check_output_fields(output_fields)
+        mode = self.mode(mode)
         self.check_filter(filter_expr)
+        if mode == "bm25":
+            return self._in_requests(len(questions), top_k, extra, lambda a, b, fields: text_hits(
+                self.store, questions[a:b], top_k, filter_expr, fields))
         vectors = self.encode(questions)
-        return self.search_vectors(vectors, top_k, filter_expr, extra, search_params)
+        if mode == "dense":
+            return self.search_vectors(vectors, top_k, filter_expr, extra, search_params)
+        candidates = max(top_k, self.settings.search.candidates)
+        params, ranker = self._params(search_params, candidates), self._ranker()
+        return self._in_requests(len(questions), candidates, extra, lambda a, b, fields: hybrid_hits(
+            self.store, vectors[a:b], questions[a:b], top_k, filter_expr, fields, params, ranker, candidates))
+
+    def _ranker(self) -> Any:
+        from pymilvus import RRFRanker, WeightedRanker
+
+        s = self.settings.search
+        return RRFRanker(s.rrf_k) if s.ranker == "rrf" else WeightedRanker(s.dense_weight, 1 - s.dense_weight)
+
+    def _in_requests(self, n: int, per_question: int, extra: Sequence[str], run: Any) -> list[list[Hit]]:
+        """``run(start, stop, fields)`` over question ranges of at most ``HITS_PER_REQUEST`` hits."""
+        fields = self._fields(extra)
+        per_request = max(1, HITS_PER_REQUEST // per_question)
+        results: list[list[Hit]] = []
+        for start in range(0, n, per_request):
+            raw = run(start, min(start + per_request, n), fields)
+            results.extend([_to_hit(h, extra) for h in row] for row in raw)
+        return results
+
+    def _fields(self, extra: Sequence[str]) -> list[str]:
+        structure = STRUCTURE_FIELDS if self.meta.schema_version >= 2 else ()
+        return list(dict.fromkeys([*HIT_FIELDS, *structure, *extra]))
+
+    def _params(self, search_params: dict[str, Any] | None, top_k: int) -> dict[str, Any]:
+        return search_params_for(
+            self.index_type, search_params if search_params is not None else self._configured_params(), top_k
+        )
 
     def search_vectors(
         self,
@@ -193,20 +207,10 @@ class Searcher:
         output_fields: Sequence[str] = (),
         search_params: dict[str, Any] | None = None,
     ) -> list[list[Hit]]:
-        """Search encoded questions in requests of at most ``HITS_PER_REQUEST`` hits."""
-        structure = STRUCTURE_FIELDS if self.meta.schema_version >= 2 else ()
-        fields = list(dict.fromkeys([*HIT_FIELDS, *structure, *output_fields]))
-        params = search_params_for(
-            self.index_type,
-            search_params if search_params is not None else self._configured_params(),
-            top_k,
-        )
-        per_request = max(1, HITS_PER_REQUEST // top_k)
-        results: list[list[Hit]] = []
-        for start in range(0, len(vectors), per_request):
-            raw = search_hits(self.store, vectors[start : start + per_request], top_k, filter_expr, fields, params)
-            results.extend([_to_hit(h, output_fields) for h in row] for row in raw)
-        return results
+        """Search encoded questions (dense) in requests of at most ``HITS_PER_REQUEST`` hits."""
+        params = self._params(search_params, top_k)
+        return self._in_requests(len(vectors), top_k, output_fields, lambda a, b, fields: search_hits(
+            self.store, vectors[a:b], top_k, filter_expr, fields, params))
 
     def _configured_params(self) -> dict[str, Any] | None:
         """The config's search params apply when the collection has the config's index type."""
@@ -263,28 +267,6 @@ def _check_output_fields(output_fields: Sequence[str]) -> list[str]:
     return [f for f in output_fields if f not in HIT_FIELDS and f not in STRUCTURE_FIELDS and f != "id"]
 
 
-def _to_hit(raw: Any, extra: Sequence[str]) -> Hit:
-    entity = raw.get("entity") or {}
-
-    def value(name: str, default: Any = None) -> Any:
-        return entity.get(name, raw.get(name, default))
-
-    return Hit(
-        id=str(raw.get("id", value("id", ""))),
-        score=float(raw.get("distance", raw.get("score", 0.0))),
-        source=str(value("source", "")),
-        start=int(value("start_char", 0)),
-        end=int(value("end_char", 0)),
-        text=str(value("text", "")),
-        chunk_index=int(value("chunk_index", -1)),
-        fields={name: value(name) for name in extra},
-        title=str(value("title", "") or ""),
-        section=str(value("section", "") or ""),
-        page=int(value("page", 0) or 0),
-        format=str(value("format", "") or ""),
-    )
-
-
 def search_questions(
     settings: Settings,
     questions: Sequence[str],
@@ -293,10 +275,13 @@ def search_questions(
     output_fields: Sequence[str] = (),
     search_params: dict[str, Any] | None = None,
     encoder: Any = None,
+    mode: str | None = None,
 ) -> list[list[Hit]]:
-    """Open the configured collection, search every question in one batch, close; hits per question."""
+    """Open the configured collection, search every question in one batch, close; hits per question.
+
+    ``mode`` is dense, bm25, hybrid or auto (``search.mode`` when None)."""
     with Searcher(settings, encoder=encoder) as searcher:
-        return searcher.search(questions, top_k, filter_expr, output_fields, search_params)
+        return searcher.search(questions, top_k, filter_expr, output_fields, search_params, mode)
 
 
 __all__ = [

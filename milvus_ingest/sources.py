@@ -40,10 +40,18 @@ class SourceFile:
 
 @dataclass(frozen=True)
 class TextDocument:
-    """A document given as text rather than a file (evaluation corpora, API callers)."""
+    """A document given as text rather than a file (evaluation corpora, API callers).
+
+    ``title`` is stored on its rows and, with contextual chunks, embedded with each of them."""
 
     source: str
     text: str
+    title: str = ""
+
+    def identity(self) -> bytes:
+        """What its version stamp hashes: the title (when given) and the text."""
+        data = self.text.encode("utf-8", "surrogatepass")
+        return (self.title.encode("utf-8", "surrogatepass") + b"\x00" + data) if self.title else data
 
 
 @dataclass(frozen=True)

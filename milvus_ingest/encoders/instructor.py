@@ -25,13 +25,15 @@ from typing import Any
 import numpy as np
 
 from milvus_ingest.encoders.engines import EngineChoice, build_engine, decide_engine, onnx_problem
+from milvus_ingest.encoders.presets import MILVUS_DOC_INSTRUCTION, MILVUS_QUERY_INSTRUCTION, resolve_instructions
 from milvus_ingest.errors import ModelError
 
 log = logging.getLogger(__name__)
 
 PACKAGE_SCHEME = "package://"
-DEFAULT_DOC_INSTRUCTION = "Represent the document for retrieval:"
-DEFAULT_QUERY_INSTRUCTION = "Represent the question for retrieval:"
+#: pymilvus-model's defaults, kept importable; the constructor's defaults are the model's preset.
+DEFAULT_DOC_INSTRUCTION = MILVUS_DOC_INSTRUCTION
+DEFAULT_QUERY_INSTRUCTION = MILVUS_QUERY_INSTRUCTION
 
 
 def resolve_model_path(model_name: str) -> str:
@@ -90,6 +92,8 @@ def resolve_model_path(model_name: str) -> str:
 class InstructorEmbeddingFunction:
     """Encodes documents and queries with their instructions; rows are float32, L2-normalised.
 
+    Instructions left out (None) are the model's preset (``encoders.presets``: none for
+    all-MiniLM-L6-v2, the paper's retrieval prompts for Instructor, Milvus's defaults otherwise).
     ``backend`` is ``auto``, ``torch`` or ``onnx``; ``precision`` is ``auto``, ``fp32``, ``fp16``
     (GPU), ``bf16`` (GPU, or CPUs with AVX512-BF16 / AMX) or ``int8`` (ONNX Runtime);
     ``threads`` sets the engine's intra-op threads (0 keeps its default); ``cache_dir`` is where
@@ -101,8 +105,8 @@ class InstructorEmbeddingFunction:
     def __init__(
         self,
         model_name: str = "hkunlp/instructor-xl",
-        query_instruction: str = DEFAULT_QUERY_INSTRUCTION,
-        doc_instruction: str = DEFAULT_DOC_INSTRUCTION,
+        query_instruction: str | None = None,
+        doc_instruction: str | None = None,
         batch_size: int = 32,
         device: str = "auto",
         normalize_embeddings: bool = True,
@@ -114,8 +118,10 @@ class InstructorEmbeddingFunction:
         **kwargs: Any,
     ):
         self.model_name = model_name
-        self.query_instruction = query_instruction
-        self.doc_instruction = doc_instruction
+        #: None takes the model's preset (``encoders.presets``); a string, even "", is used as given.
+        self.instructions = resolve_instructions(model_name, doc_instruction, query_instruction)
+        self.query_instruction = self.instructions.query
+        self.doc_instruction = self.instructions.doc
         self.normalize_embeddings = normalize_embeddings
         path = resolve_model_path(model_name)
         choice = decide_engine(model_name, backend, precision, device, for_queries)
@@ -141,8 +147,8 @@ class InstructorEmbeddingFunction:
         """Build from ``Settings.model``; ``query_instruction`` overrides it (the collection's own)."""
         return cls(
             model_name=model.name,
-            query_instruction=query_instruction or model.query_instruction,
-            doc_instruction=model.doc_instruction,
+            query_instruction=model.instructions.query if query_instruction is None else query_instruction,
+            doc_instruction=model.instructions.doc,
             batch_size=model.batch_size,
             device=model.device,
             normalize_embeddings=model.normalize_embeddings,

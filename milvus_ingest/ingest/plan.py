@@ -103,8 +103,8 @@ def collection_meta(settings: Settings, dim: int) -> CollectionMeta:
     return CollectionMeta(
         model=settings.model.name,
         dim=dim,
-        doc_instruction=settings.model.doc_instruction,
-        query_instruction=settings.model.query_instruction,
+        doc_instruction=settings.model.instructions.doc,
+        query_instruction=settings.model.instructions.query,
         metric_type=settings.milvus.metric_type,
         text_max_bytes=settings.milvus.text_max_bytes,
     )
@@ -112,9 +112,11 @@ def collection_meta(settings: Settings, dim: int) -> CollectionMeta:
 
 def content_hash(sha256: str, settings: Settings, fmt: str = "text") -> str:
     """The version stamp stored on every row: file bytes, the format they are read as, *and* the
-    chunking that cut them."""
+    chunking that cut them (with the context embedded before each chunk)."""
     c = settings.chunking
     fingerprint = f"{sha256}:{c.chunk_tokens}:{c.overlap_tokens}:{settings.milvus.text_max_bytes}:{CHUNKER_VERSION}:{fmt}"
+    if c.contextual:  # what is embedded changes with it, so toggling it re-embeds every source
+        fingerprint += f":context:{c.context_tokens}"
     return hashlib.sha256(fingerprint.encode()).hexdigest()
 
 

@@ -95,7 +95,8 @@ class Ingestor:
             ef = self.embedder
             counter = TokenCounter(ef.tokenizer)
             c = self.settings.chunking
-            check_chunk_budget(counter, c.chunk_tokens, ef.doc_instruction, ef.max_seq_length)
+            context = c.context_tokens if c.contextual else 0
+            check_chunk_budget(counter, c.chunk_tokens, ef.doc_instruction, ef.max_seq_length, context)
             self._chunker = Chunker(
                 counter,
                 c.chunk_tokens,
@@ -103,6 +104,7 @@ class Ingestor:
                 self.settings.milvus.text_max_bytes,
                 ef.doc_instruction,
                 ef.max_seq_length,
+                context,
             )
         return self._chunker
 

@@ -47,6 +47,8 @@ class _ChunkItem:
     index: int
     chunk: Chunk
     document: DocumentFields
+    #: What is embedded and BM25-indexed: the chunk after its context (``Chunker.with_context``).
+    embed_text: str
 
 
 @dataclass
@@ -152,7 +154,7 @@ def _produce(
                         break
                     if stop.is_set():
                         return
-                    out.put(_ChunkItem(plan_index, n, chunk, fields))
+                    out.put(_ChunkItem(plan_index, n, chunk, fields, chunker.with_context(chunk, fields.title)))
                     n += 1
                 if plan.sha256 and bytes_read() != plan.sha256:
                     raise SourceReadError("changed while being read; rerun to pick up the new version")
@@ -281,12 +283,14 @@ def _flush(
     if chunk_items:
         started = time.perf_counter()
         fault_point("encode")
-        vectors = ef.encode_array([c.chunk.text for c in chunk_items], ef.doc_instruction)
+        vectors = ef.encode_array([c.embed_text for c in chunk_items], ef.doc_instruction)
         times.encode += time.perf_counter() - started
         rows = []
         for item, vector in zip(chunk_items, vectors):
             plan = plans[item.plan_index]
-            row = chunk_row(plan.item.source, item.index, item.chunk, vector, plan.source_hash, 0, item.document)
+            row = chunk_row(
+                plan.item.source, item.index, item.chunk, vector, plan.source_hash, 0, item.document, item.embed_text
+            )
             if item.index == 0:
                 first_rows[item.plan_index] = row
             rows.append(row)

@@ -55,6 +55,31 @@ def known_unbuildable(index_type: str, backend: str, version: str) -> str:
     return ""
 
 
+def bm25_problem(store: MilvusStore) -> str:
+    """Why this Milvus cannot build a BM25 full-text field ('' when it can): BM25 functions came
+    with Milvus 2.5 and the Milvus Lite 3 rewrite."""
+    if store.backend == "lite":
+        try:
+            from importlib.metadata import version
+
+            lite = version("milvus-lite")
+        except Exception:  # not installed as a distribution: assume the current one
+            return ""
+        return "" if _minor(lite) >= (3, 0) else f"Milvus Lite {lite} has no BM25 functions (Milvus Lite 3 has)"
+    if _minor(store.server_version) < (2, 5):
+        return f"Milvus {store.server_version or 'server'} has no BM25 functions (Milvus 2.5+ has)"
+    return ""
+
+
+def analyzer_params(analyzer: str | dict[str, Any]) -> dict[str, Any]:
+    """Milvus ``analyzer_params`` for the configured analyzer: a name or the parameters themselves."""
+    if isinstance(analyzer, dict):
+        return dict(analyzer)
+    if analyzer == "jieba":
+        return {"tokenizer": "jieba"}
+    return {"type": analyzer}
+
+
 def check_index(store: MilvusStore, dim: int) -> None:
     """Refuse, before the collection exists, an index this Milvus cannot build (one line)."""
     s = store.settings

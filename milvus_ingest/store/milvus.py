@@ -9,6 +9,8 @@ and never send a request larger than ``write_batch_bytes``.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -17,18 +19,17 @@ from typing import Any
 import numpy as np
 
 from milvus_ingest.config import MilvusSettings
-from milvus_ingest.errors import CollectionMismatchError, StoreError
-from milvus_ingest.sources import SOURCE_MAX_BYTES
+from milvus_ingest.errors import CollectionMismatchError, ConfigError, StoreError
 from milvus_ingest.store import capabilities, state
 from milvus_ingest.store.connect import connect
 from milvus_ingest.store.retry import with_retries
 from milvus_ingest.store.schema import (
-    DOCUMENT_FIELD_TYPES,
-    HASH_MAX_BYTES,
-    ID_MAX_BYTES,
+    BM25_TEXT_FIELD,
+    SPARSE_FIELD,
     META_PROPERTY,
     CollectionMeta,
     SourceState,
+    build_schema,
     escape_string,
     meta_problems,
     plan_write_batches,
@@ -48,6 +49,8 @@ class MilvusStore:
         self.client = connect(settings)
         self.backend, self.server_version = self._identify()
         self._loaded = False
+        #: The collection's record once read or written (``check_compatible``, ``ensure_collection``).
+        self.meta: CollectionMeta | None = None
 
     # -- connection ---------------------------------------------------------------------
     def _identify(self) -> tuple[str, str]:
@@ -121,7 +124,8 @@ class MilvusStore:
             self.load()
             return False
         self.check_index_type(meta.dim)
-        schema = self._schema(meta)
+        meta = self._with_bm25(meta)
+        schema = build_schema(meta)
         index_params = self.client.prepare_index_params()
         index_params.add_index(
             field_name="vector",
@@ -129,6 +133,8 @@ class MilvusStore:
             metric_type=self.settings.metric_type,
             params=dict(self.settings.index_params),
         )
+        if meta.bm25:
+            index_params.add_index(field_name=SPARSE_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         self._call(
             lambda: self.client.create_collection(
                 self.collection,
@@ -140,26 +146,27 @@ class MilvusStore:
             ),
             f"creating collection {self.collection!r}",
         )
+        self.meta = meta
         self.load()
         return True
 
-    def _schema(self, meta: CollectionMeta) -> Any:
-        from pymilvus import DataType
+    def _with_bm25(self, meta: CollectionMeta) -> CollectionMeta:
+        """``meta`` with the BM25 decision for a new collection (``milvus.bm25``; ``on`` is refused where it cannot be)."""
+        wanted = self.settings.bm25
+        problem = capabilities.bm25_problem(self) if wanted != "off" else "off"
+        if wanted == "on" and problem:
+            raise ConfigError(f"milvus.bm25=on: {problem}; nothing was created; set milvus.bm25: auto or off")
+        if problem:
+            return dataclasses.replace(meta, bm25=False, bm25_analyzer="")
+        params = capabilities.analyzer_params(self.settings.bm25_analyzer)
+        return dataclasses.replace(meta, bm25=True, bm25_analyzer=json.dumps(params, sort_keys=True))
 
-        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False, description=meta.to_json()[:1000])
-        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES)
-        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=meta.dim)
-        schema.add_field("text", DataType.VARCHAR, max_length=meta.text_max_bytes)
-        schema.add_field("source", DataType.VARCHAR, max_length=SOURCE_MAX_BYTES)
-        schema.add_field("chunk_index", DataType.INT64)
-        schema.add_field("start_char", DataType.INT64)
-        schema.add_field("end_char", DataType.INT64)
-        schema.add_field("source_hash", DataType.VARCHAR, max_length=HASH_MAX_BYTES)
-        schema.add_field("n_chunks", DataType.INT64)
-        for name, (kind, max_length) in DOCUMENT_FIELD_TYPES.items():
-            schema.add_field(name, getattr(DataType, kind), **({"max_length": max_length} if max_length else {}))
-        return schema
-
+    @property
+    def has_bm25(self) -> bool:
+        """Whether the collection has the BM25 full-text field (read from its record once)."""
+        if self.meta is None:
+            self.meta = self.read_meta()
+        return bool(self.meta and self.meta.bm25)
     def check_compatible(self, meta: CollectionMeta, for_writing: bool) -> CollectionMeta:
         """Refuse a collection built with another model, instruction, dim or metric."""
         stored = self.read_meta()
@@ -178,6 +185,12 @@ class MilvusStore:
                 f"collection {name!r} was built with {'; '.join(problems)}: nothing was written; use the "
                 "same model and instructions, or another --collection name"
             )
+        if for_writing and self.settings.bm25 == "on" and not stored.bm25:
+            raise ConfigError(
+                f"milvus.bm25=on but collection {name!r} was created without the BM25 field: nothing was "
+                "written; rebuild it with --full --recreate, or set milvus.bm25: auto"
+            )
+        self.meta = stored
         return stored
 
     def load(self) -> None:
@@ -261,6 +274,8 @@ class MilvusStore:
     # -- writes -------------------------------------------------------------------------
     def upsert(self, rows: Sequence[dict[str, Any]]) -> int:
         """Upsert rows in requests bounded by rows and bytes; returns the number of requests."""
+        if not self.has_bm25:  # the row's BM25 text has no field to go to
+            rows = [{k: v for k, v in r.items() if k != BM25_TEXT_FIELD} for r in rows]
         batches = plan_write_batches(rows, self.settings.write_batch_rows, self.settings.write_batch_bytes)
         for batch in batches:
             payload = [_plain_row(r) for r in batch]

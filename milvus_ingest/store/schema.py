@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from milvus_ingest.errors import StoreError
+from milvus_ingest.sources import SOURCE_MAX_BYTES
 
 #: Version of the row layout below; bump when fields change.  2: the document fields.
 SCHEMA_VERSION = 2
@@ -39,6 +40,14 @@ DOCUMENT_FIELDS = tuple(DOCUMENT_FIELD_TYPES)
 #: A document's metadata is stored whole up to this many bytes of JSON, else key by key while it fits.
 METADATA_MAX_BYTES = 16_384
 
+# -- full text (optional per collection, recorded as ``CollectionMeta.bm25``) -------------------
+#: The text Milvus's BM25 function indexes (the chunk after its context), and the sparse vector
+#: the function makes of it.  Neither is ever returned to a reader.
+BM25_TEXT_FIELD = "bm25_text"
+SPARSE_FIELD = "sparse"
+#: Room the context line may add to a chunk's text in the BM25 field, in UTF-8 bytes.
+CONTEXT_MAX_BYTES = 4096
+
 #: Fields every row has, in the order the collection declares them.
 SCALAR_FIELDS = ("text", "source", "chunk_index", "start_char", "end_char", "source_hash", "n_chunks", *DOCUMENT_FIELDS)
 #: Index types Milvus Lite builds (it accepts any name at create_index, so it cannot be asked);
@@ -57,6 +66,10 @@ class CollectionMeta:
     metric_type: str
     text_max_bytes: int
     schema_version: int = SCHEMA_VERSION
+    #: Whether the collection has the BM25 full-text field (``BM25_TEXT_FIELD`` + ``SPARSE_FIELD``),
+    #: and its analyzer's parameters as JSON; records written before it say False.
+    bm25: bool = False
+    bm25_analyzer: str = ""
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, ensure_ascii=False, sort_keys=True)
@@ -156,10 +169,18 @@ def chunk_row(
     source_hash: str,
     n_chunks: int,
     document: DocumentFields = DocumentFields(),
+    search_text: str | None = None,
 ) -> dict[str, Any]:
-    """The row of chunk ``index`` of ``source``; ``n_chunks`` > 0 only on a committed chunk 0."""
+    """The row of chunk ``index`` of ``source``; ``n_chunks`` > 0 only on a committed chunk 0.
+
+    ``search_text`` is what was embedded (the chunk after its context line); it goes to the BM25
+    field, which the store leaves out for a collection without one."""
     limits = DOCUMENT_FIELD_TYPES
+    full_text = chunk.text if search_text is None else search_text
+    if len(full_text.encode("utf-8", "surrogatepass")) > len(chunk.text.encode("utf-8", "surrogatepass")) + CONTEXT_MAX_BYTES:
+        full_text = chunk.text
     return {
+        BM25_TEXT_FIELD: full_text,
         "id": chunk_id(source, index),
         "vector": vector,
         "text": chunk.text,
@@ -210,6 +231,40 @@ def schema_upgrade_problem(stored: CollectionMeta, collection: str) -> str | Non
         "ingest into a new collection (--collection NAME), or rebuild this one with --full --recreate "
         "(drops it and re-embeds these sources)"
     )
+
+
+def build_schema(meta: CollectionMeta) -> Any:
+    """The pymilvus schema of a collection for ``meta``: the row layout above, plus the BM25
+    full-text field and its function when ``meta.bm25`` (an object only; nothing is sent)."""
+    from pymilvus import CollectionSchema, DataType, FieldSchema, Function, FunctionType
+
+    def field_of(name: str, kind: Any, **params: Any) -> Any:
+        return FieldSchema(name, kind, **params)
+
+    fields = [
+        field_of("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES),
+        field_of("vector", DataType.FLOAT_VECTOR, dim=meta.dim),
+        field_of("text", DataType.VARCHAR, max_length=meta.text_max_bytes),
+        field_of("source", DataType.VARCHAR, max_length=SOURCE_MAX_BYTES),
+        field_of("chunk_index", DataType.INT64),
+        field_of("start_char", DataType.INT64),
+        field_of("end_char", DataType.INT64),
+        field_of("source_hash", DataType.VARCHAR, max_length=HASH_MAX_BYTES),
+        field_of("n_chunks", DataType.INT64),
+    ]
+    for name, (kind, max_length) in DOCUMENT_FIELD_TYPES.items():
+        fields.append(field_of(name, getattr(DataType, kind), **({"max_length": max_length} if max_length else {})))
+    functions = []
+    if meta.bm25:
+        fields.append(field_of(
+            BM25_TEXT_FIELD, DataType.VARCHAR, max_length=min(meta.text_max_bytes + CONTEXT_MAX_BYTES, 65_535),
+            enable_analyzer=True, analyzer_params=json.loads(meta.bm25_analyzer),
+        ))
+        fields.append(field_of(SPARSE_FIELD, DataType.SPARSE_FLOAT_VECTOR))
+        functions.append(Function(name="bm25", function_type=FunctionType.BM25,
+                                  input_field_names=[BM25_TEXT_FIELD], output_field_names=[SPARSE_FIELD]))
+    return CollectionSchema(fields, description=meta.to_json()[:1000], enable_dynamic_field=False,
+                            auto_id=False, functions=functions)
 
 
 def chunk_id(source: str, index: int) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 from milvus_ingest.errors import BadFilterError, CollectionMismatchError, StoreError
 from milvus_ingest.store.milvus import MilvusStore
 from milvus_ingest.store.retry import is_transient, with_retries
-from milvus_ingest.store.schema import META_PROPERTY, CollectionMeta
+from milvus_ingest.store.schema import META_PROPERTY, SPARSE_FIELD, CollectionMeta
 
 
 @contextlib.contextmanager
@@ -130,10 +130,65 @@ def search_hits(
     fields: Sequence[str],
     params: dict[str, Any],
 ) -> list[list[dict[str, Any]]]:
-    """Raw hits per vector; a filter Milvus rejects at search time is a ``BadFilterError``."""
+    """Raw dense hits per vector; a filter Milvus rejects at search time is a ``BadFilterError``."""
+    return _filtered(filter_expr, lambda: store.search(vectors, top_k, filter_expr, fields, params))
+
+
+def text_hits(
+    store: MilvusStore, questions: Sequence[str], top_k: int, filter_expr: str, fields: Sequence[str]
+) -> list[list[dict[str, Any]]]:
+    """Raw BM25 hits per question, from the collection's full-text field (Milvus analyzes the
+    question with the field's own analyzer).  Scores are BM25's, made positive (Lite negates them)."""
+    store._ensure_loaded()
+    raw = _filtered(filter_expr, lambda: store._call(
+        lambda: store.client.search(
+            store.collection, data=list(questions), anns_field=SPARSE_FIELD, limit=top_k, filter=filter_expr,
+            output_fields=list(fields), search_params={"metric_type": "BM25"}, timeout=store.settings.timeout,
+        ),
+        "BM25 search",
+    ))
+    return [[{**hit, "distance": abs(float(hit.get("distance", 0.0)))} for hit in row] for row in raw]
+
+
+def hybrid_hits(
+    store: MilvusStore,
+    vectors: np.ndarray,
+    questions: Sequence[str],
+    top_k: int,
+    filter_expr: str,
+    fields: Sequence[str],
+    params: dict[str, Any],
+    ranker: Any,
+    candidates: int,
+) -> list[list[dict[str, Any]]]:
+    """Raw fused hits per question: ``candidates`` dense and ``candidates`` BM25 hits each, fused
+    by ``ranker`` (a pymilvus ``RRFRanker`` or ``WeightedRanker``) down to ``top_k``."""
+    from pymilvus import AnnSearchRequest
+
+    store._ensure_loaded()
+    limit = max(candidates, top_k)
+    dense = AnnSearchRequest(
+        data=[np.asarray(v, dtype=np.float32).tolist() for v in vectors], anns_field="vector",
+        param={"metric_type": store.settings.metric_type, "params": dict(params)}, limit=limit, expr=filter_expr or None,
+    )
+    text = AnnSearchRequest(
+        data=list(questions), anns_field=SPARSE_FIELD, param={"metric_type": "BM25"}, limit=limit,
+        expr=filter_expr or None,
+    )
+    return _filtered(filter_expr, lambda: store._call(
+        lambda: store.client.hybrid_search(
+            store.collection, [dense, text], ranker, limit=top_k, output_fields=list(fields),
+            timeout=store.settings.timeout,
+        ),
+        "hybrid search",
+    ))
+
+
+def _filtered(filter_expr: str, search: Any) -> Any:
+    """Run ``search`` with pymilvus quiet; a filter Milvus rejects at search time is a ``BadFilterError``."""
     with quiet_pymilvus():
         try:
-            return store.search(vectors, top_k, filter_expr, fields, params)
+            return search()
         except StoreError as exc:
             cause = exc.__cause__
             if filter_expr and cause is not None and not is_transient(cause) and "expr" in str(cause).lower():

@@ -189,10 +189,10 @@ def test_a_collection_written_in_fp32_takes_int8_rows_and_int8_questions(backend
     with Searcher(int8) as searcher:
         assert (searcher.encoder.backend, searcher.encoder.precision) == ("onnx", "int8")
         texts = [r["text"] for r in rows[:4]]
-        own = searcher.search_vectors(searcher.encoder.encode_array(texts, fp32.model.doc_instruction), top_k=1)
+        own = searcher.search_vectors(searcher.encoder.encode_array(texts, fp32.model.instructions.doc), top_k=1)
         assert [row[0].id for row in own] == [r["id"] for r in rows[:4]]  # int8 question, fp32 document
         violin = "A violin in the granite tower. " * 6  # the tiny T5 is random: search a row's own text
-        vector = searcher.encoder.encode_array([violin.strip()], int8.model.doc_instruction)
+        vector = searcher.encoder.encode_array([violin.strip()], int8.model.instructions.doc)
         hit = searcher.search_vectors(vector, top_k=1)[0][0]  # int8 question, int8 document
     assert hit.source == str((more / "violin.md").resolve())
 

