@@ -29,6 +29,7 @@ if __name__ == "__main__":
 
 from milvus_ingest.evaluation.beir import load_beir  # noqa: E402
 from milvus_ingest.evaluation.run import EvaluationReport, evaluate_dataset  # noqa: E402
+from milvus_ingest.retrieval import MODES  # noqa: E402
 
 
 class EvaluateParams(BaseModel):
@@ -45,15 +46,39 @@ class EvaluateParams(BaseModel):
     split: str = "test"
     backend: str | None = Field(default=None, description="encoder engine: auto, torch or onnx (default: the config's)")
     precision: str | None = Field(default=None, description="auto, fp32, fp16, bf16 or int8 (default: the config's)")
+    mode: str | None = Field(default=None, description="search mode: auto, dense, bm25 or hybrid (default: the config's)")
     out: str | None = Field(default=None, description="write per-query results as JSON to this file")
 
 
 def write_details(report: EvaluationReport, out: str) -> None:
-    path = Path(out)
+    write_json(report.details(), out)
+
+
+def write_json(data: Any, out: str) -> None:
     try:
-        path.write_text(json.dumps(report.details(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        Path(out).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot write the per-query results ({exc.strerror or exc})") from None
+        raise ConfigError(f"--out {out}: cannot write the results ({exc.strerror or exc})") from None
+
+
+def compare_table(compared: Any) -> str:
+    """The compare report as a Markdown table (it reads in a terminal and pastes into docs)."""
+    k = compared.k
+    base = compared.baseline_ndcg()
+    head = f"| run | mode | nDCG@{k} | Recall@{k} | Recall@100 | MRR@{k} | ms/query |" + (" vs bare loop |" if base is not None else "")
+    lines = [f"{compared.dataset}: {compared.queries} judged queries, model {compared.model}", "", head,
+             "|" + "---|" * (head.count("|") - 1)]
+    for row in compared.rows:
+        m = row.metrics
+        cells = [row.run + (" (default)" if row.default else ""), row.mode, f"{m.get(f'ndcg@{k}', 0):.4f}",
+                 f"{m.get(f'recall@{k}', 0):.4f}", f"{m.get('recall@100', 0):.4f}", f"{m.get(f'mrr@{k}', 0):.4f}",
+                 f"{row.ms_per_query:.1f}"]
+        if base is not None:
+            cells.append(f"{m.get(f'ndcg@{k}', 0) - base:+.4f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    instructions = {row.run: row.instructions for row in compared.rows}
+    lines += [""] + [f"{run}: instructions {text}" for run, text in instructions.items() if text]
+    return "\n".join(lines)
 
 
 def print_report(report: EvaluationReport, stream: Any = sys.stdout) -> None:
@@ -64,6 +89,7 @@ def print_report(report: EvaluationReport, stream: Any = sys.stdout) -> None:
             f"{report.dataset} (split {report.split}): {report.documents} documents, {report.queries} judged queries",
         ),
         ("model", report.model),
+        ("mode", report.mode),
         *([("engine", f"{report.engine['backend']} {report.engine['precision']}: {report.engine['reason']}")]
           if report.engine else []),
         ("scratch", f"{report.collection} at {report.uri} (dropped)"),
@@ -106,6 +132,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--precision", choices=["auto", "fp32", "fp16", "bf16", "int8"], help="encoder precision (default: the config's)"
     )
+    parser.add_argument("--mode", choices=list(MODES), help="search mode (default: the config's search.mode)")
+    parser.add_argument(
+        "--compare", action="store_true",
+        help="one table: every mode, instructions and contextual chunks flipped, and the bare-loop baseline",
+    )
+    parser.add_argument("--no-baseline", action="store_true", help="with --compare: leave out the bare-loop row")
     parser.add_argument("--json", action="store_true", help="print one JSON object: the metrics and queries")
     parser.add_argument("--out", help="write per-query results as JSON to FILE")
     parser.add_argument("--flow", action="store_true", help="run as a Prefect flow run (artifacts; slower start)")
@@ -121,13 +153,23 @@ def main(argv: list[str] | None = None) -> int:
         summary = evaluate(
             EvaluateParams(
                 dataset=args.dataset, config=args.config, uri=args.uri, k=args.k, split=args.split, out=args.out,
-                backend=args.backend, precision=args.precision,
+                backend=args.backend, precision=args.precision, mode=args.mode,
             )
         )
         print(json.dumps(summary) if args.json else format_table(list(summary.items())))
         return 0
     dataset = load_beir(args.dataset, args.split)  # a bad dataset is one line before any model loads
-    report = evaluate_dataset(settings, args.dataset, k=args.k, split=args.split, uri=args.uri, dataset=dataset)
+    if args.compare:
+        from milvus_ingest.evaluation.compare import compare_dataset
+
+        compared = compare_dataset(settings, dataset, k=args.k, uri=args.uri, baseline=not args.no_baseline)
+        if args.out:
+            write_json(compared.as_dict(), args.out)
+        print(json.dumps(compared.as_dict()) if args.json else compare_table(compared))
+        return 0
+    report = evaluate_dataset(
+        settings, args.dataset, k=args.k, split=args.split, uri=args.uri, dataset=dataset, mode=args.mode
+    )
     if args.out:
         write_details(report, args.out)
     if args.json:
@@ -147,7 +189,7 @@ from prefect import flow  # noqa: E402 - only for the flow and --flow
 def evaluate(params: EvaluateParams) -> dict[str, float | int]:
     """Evaluate retrieval on a dataset; returns the metrics and ``queries`` (also an artifact)."""
     settings = settings_with_overrides(params.config, params.uri, backend=params.backend, precision=params.precision)
-    report = evaluate_dataset(settings, params.dataset, k=params.k, split=params.split, uri=params.uri)
+    report = evaluate_dataset(settings, params.dataset, k=params.k, split=params.split, uri=params.uri, mode=params.mode)
     if params.out:
         write_details(report, params.out)
     _publish(report)

@@ -108,6 +108,13 @@ def print_summary(summary: dict[str, Any], stream: Any = sys.stdout) -> None:
     engine = summary.get("engine")
     if engine:
         rows.append(("engine", f"{engine['backend']} {engine['precision']}: {engine['reason']}"))
+    retrieval = summary.get("retrieval")
+    if retrieval:
+        doc = retrieval["doc_instruction"]
+        rows.append(("retrieval", (
+            f"instruction {doc!r} ({retrieval['instructions']}); contextual chunks "
+            f"{'on' if retrieval['contextual'] else 'off'}; BM25 field {'yes' if retrieval['bm25'] else 'no (dense search only)'}"
+        )))
     print(format_table(rows), file=stream)
 
 

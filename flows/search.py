@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -48,6 +48,9 @@ class SearchParams(BaseModel):
     collection: str | None = None
     top_k: int = Field(default=DEFAULT_TOP_K, ge=1, le=MAX_TOP_K)
     filter: str = Field(default="", description='Milvus filter expression, e.g. source like "%.md"')
+    mode: Literal["auto", "dense", "bm25", "hybrid"] | None = Field(
+        default=None, description="dense, bm25 (full text), hybrid (both, fused) or auto (default: search.mode)"
+    )
     output_fields: list[str] = Field(default_factory=list, description="extra row fields to return")
     context: bool = Field(default=False, description="also build a citable context block per question")
     budget_tokens: int = Field(default=DEFAULT_BUDGET, ge=1, description="token budget of a context block")
@@ -63,9 +66,11 @@ class Answer:
     question: str
     hits: list[Hit]
     context: Any = None
+    #: The mode the hits were found in (``auto`` resolved).
+    mode: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"question": self.question, "hits": [h.as_dict() for h in self.hits]}
+        data: dict[str, Any] = {"question": self.question, "mode": self.mode, "hits": [h.as_dict() for h in self.hits]}
         if self.context is not None:
             data["context"] = self.context.as_dict()
         return data
@@ -78,12 +83,14 @@ def answer_questions(
     filter_expr: str = "",
     output_fields: list[str] | None = None,
     budget_tokens: int | None = None,
+    mode: str | None = None,
 ) -> list[Answer]:
     """Search all questions in one batch; with ``budget_tokens``, build each one's context block."""
     if budget_tokens is not None and (isinstance(budget_tokens, bool) or budget_tokens < 1):
         raise ConfigError(f"--budget must be a positive number of tokens, got {budget_tokens!r}")
     with Searcher(settings) as searcher:
-        results = searcher.search(questions, top_k, filter_expr, output_fields or ())
+        mode = searcher.mode(mode)  # a mode the collection cannot serve is refused before any model loads
+        results = searcher.search(questions, top_k, filter_expr, output_fields or (), mode=mode)
         counter = None
         if budget_tokens is not None:
             from milvus_ingest.chunking import TokenCounter
@@ -93,7 +100,7 @@ def answer_questions(
         answers = []
         for question, hits in zip(questions, results):
             context = None if counter is None or budget_tokens is None else build_context(hits, budget_tokens, counter)
-            answers.append(Answer(question, hits, context))
+            answers.append(Answer(question, hits, context, mode))
         return answers
 
 
@@ -194,7 +201,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--collection", help="collection name")
     parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help=f"hits per question (default {DEFAULT_TOP_K})")
     parser.add_argument("--filter", default="", help="Milvus filter expression, e.g. 'source like \"%%/psalms/%%\"'")
-    parser.add_argument("--json", action="store_true", help="one JSON object per question: question, hits")
+    parser.add_argument(
+        "--mode", choices=["auto", "dense", "bm25", "hybrid"],
+        help="dense (vectors), bm25 (full text), hybrid (both, fused), auto: hybrid where the collection has "
+        "BM25 (default: search.mode)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per question: question, mode, hits")
     parser.add_argument("--context", action="store_true", help="print a citable context block per question")
     parser.add_argument(
         "--budget", type=int, default=DEFAULT_BUDGET, help=f"token budget of a context block (default {DEFAULT_BUDGET})"
@@ -217,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             filter=args.filter,
             context=args.context,
             budget_tokens=args.budget,
+            mode=args.mode,
         )
         results = search(params)
         if args.json:
@@ -225,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print_answers(_answers_from_dicts(results), False)
         return 0
-    answers = answer_questions(settings, args.questions, args.top_k, args.filter, None, budget)
+    answers = answer_questions(settings, args.questions, args.top_k, args.filter, None, budget, args.mode)
     try:
         print_answers(answers, args.json)
         sys.stdout.flush()
@@ -272,7 +285,7 @@ def _answers_from_dicts(results: list[dict[str, Any]]) -> list[Answer]:
                 for p in c["passages"]
             ]
             context = Context(c["text"], passages, c["tokens"], c["budget"], c["omitted"])
-        answers.append(Answer(result["question"], hits, context))
+        answers.append(Answer(result["question"], hits, context, result.get("mode", "")))
     return answers
 
 
@@ -291,7 +304,9 @@ def search(params: SearchParams) -> list[dict[str, Any]]:
 
         settings.milvus.token = Secret.load(params.token_secret).get()
     budget = params.budget_tokens if params.context else None
-    answers = answer_questions(settings, params.questions, params.top_k, params.filter, params.output_fields, budget)
+    answers = answer_questions(
+        settings, params.questions, params.top_k, params.filter, params.output_fields, budget, params.mode
+    )
     _publish(answers)
     return [a.as_dict() for a in answers]
 

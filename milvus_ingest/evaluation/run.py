@@ -72,6 +72,8 @@ class EvaluationReport:
     uri: str = ""
     #: The engine that encoded documents and questions (backend, precision, reason), when known.
     engine: dict[str, Any] | None = None
+    #: The search mode scored (``auto`` resolved).
+    mode: str = ""
 
     def summary(self) -> dict[str, float | int]:
         """The flat record ``--json`` prints: every metric plus ``queries``."""
@@ -90,6 +92,7 @@ class EvaluationReport:
             "chunks": self.chunks,
             "seconds": self.seconds,
             "engine": self.engine,
+            "mode": self.mode,
             "queries": self.per_query,
         }
 
@@ -108,6 +111,18 @@ def load_embedder(settings: Settings) -> Any:
     return InstructorEmbeddingFunction.from_settings(settings.model)
 
 
+@dataclass
+class ModeResult:
+    """One search mode's scores over one ingest."""
+
+    mode: str
+    metrics: dict[str, float]
+    queries: int
+    per_query: dict[str, dict[str, Any]]
+    search_seconds: float
+    ms_per_query: float
+
+
 def evaluate_dataset(
     settings: Settings,
     dataset_dir: str | Path,
@@ -117,52 +132,75 @@ def evaluate_dataset(
     embedder: Any = None,
     dataset: BeirDataset | None = None,
     query_encoder: Any = None,
+    mode: str | None = None,
 ) -> EvaluationReport:
     """Ingest ``dataset_dir``'s corpus into a scratch collection, search its judged queries, score.
 
     ``uri`` None uses a temporary Milvus Lite folder (removed at the end); a given URI gets a
     unique scratch collection, dropped at the end whatever happens.  ``embedder`` encodes the
     documents and, unless ``query_encoder`` is given, the questions too (one engine and
-    precision for both, ``settings.model``'s when None).
+    precision for both, ``settings.model``'s when None).  ``mode`` is the search mode
+    (``search.mode`` when None).
     """
-    ks = metric_ks(k)
     dataset = dataset or load_beir(dataset_dir, split)
+    report, results = evaluate_modes(settings, dataset, [mode or settings.search.mode], k, uri, embedder, query_encoder)
+    result = results[0]
+    report.metrics, report.queries, report.per_query = result.metrics, result.queries, result.per_query
+    report.seconds.update(search=result.search_seconds, search_ms_per_query=result.ms_per_query)
+    report.mode = result.mode
+    return report
+
+
+def evaluate_modes(
+    settings: Settings,
+    dataset: BeirDataset,
+    modes: Sequence[str],
+    k: int = 10,
+    uri: str | None = None,
+    embedder: Any = None,
+    query_encoder: Any = None,
+) -> tuple[EvaluationReport, list[ModeResult]]:
+    """One ingest of the corpus, then every mode in ``modes`` searched and scored on it.
+
+    The report describes the ingest (its metrics are left empty); each ``ModeResult`` has a mode's
+    scores.  A mode the collection cannot serve (bm25 without a BM25 field) is refused before the
+    corpus is ingested, so a refusal costs nothing."""
+    ks = metric_ks(k)
     depth = max(100, k)
     top_k = min(depth * CHUNKS_PER_DOC, MAX_TOP_K)
     folder = None if uri else Path(tempfile.mkdtemp(prefix="flows-eval-"))
     scratch = _scratch_settings(settings, uri, folder)
     started = time.perf_counter()
+    results: list[ModeResult] = []
     try:
+        _check_modes_servable(scratch, modes)
         if embedder is None:
             embedder = load_embedder(settings)
         loaded = time.perf_counter()
         from milvus_ingest.ingest import run_ingest
-        from milvus_ingest.sources import TextDocument
 
-        documents = [TextDocument(source=doc_id, text=doc.full_text) for doc_id, doc in dataset.corpus.items()]
-        report = run_ingest(scratch, documents=documents, embedder=embedder)
+        report = run_ingest(scratch, documents=corpus_documents(dataset, settings), embedder=embedder)
         ingested = time.perf_counter()
         queries = dataset.judged_queries()
         qids = list(queries)
-        rankings: dict[str, list[tuple[str, float]]] = {}
         with Searcher(scratch, encoder=query_encoder or embedder) as searcher:
-            for start in range(0, len(qids), QUERY_BATCH):
-                batch = qids[start : start + QUERY_BATCH]
-                results = searcher.search([queries[q] for q in batch], top_k=top_k)
-                for qid, hits in zip(batch, results):
-                    rankings[qid] = rank_documents(hits, depth)
-            searched = time.perf_counter()
+            for mode in modes:
+                began = time.perf_counter()
+                rankings: dict[str, list[tuple[str, float]]] = {}
+                mode, _, ranker = mode.partition(":")  # "hybrid:weighted": that fusion, on this ingest
+                if ranker:
+                    scratch.search.ranker = ranker  # type: ignore[assignment]
+                resolved = searcher.mode(mode)
+                for start in range(0, len(qids), QUERY_BATCH):
+                    batch = qids[start : start + QUERY_BATCH]
+                    hits = searcher.search([queries[q] for q in batch], top_k=top_k, mode=resolved)
+                    for qid, row in zip(batch, hits):
+                        rankings[qid] = rank_documents(row, depth)
+                results.append(score_rankings(resolved, rankings, dataset, queries, ks, k, time.perf_counter() - began))
     except BaseException:
         _drop_scratch(scratch, folder, quiet=True)
         raise
     _drop_scratch(scratch, folder, quiet=False)
-    run = {qid: [doc for doc, _ in ranking] for qid, ranking in rankings.items()}
-    result = evaluate_run(run, dataset.qrels, ks)
-    per_query = {
-        qid: _query_record(queries[qid], rankings.get(qid, []), dataset.qrels[qid], result.per_query.get(qid), k)
-        for qid in qids
-    }
-    n = max(len(qids), 1)
     return EvaluationReport(
         dataset=str(dataset.root),
         split=dataset.split,
@@ -171,19 +209,70 @@ def evaluate_dataset(
         documents=len(dataset.corpus),
         chunks=report.chunks,
         skipped_documents=len(report.skipped),
-        metrics=dict(result.metrics),
-        queries=result.queries,
-        per_query=per_query,
-        seconds={
-            "model_load": round(loaded - started, 3),
-            "ingest": round(ingested - loaded, 3),
-            "search": round(searched - ingested, 3),
-            "search_ms_per_query": round(1000 * (searched - ingested) / n, 2),
-        },
+        metrics={},
+        queries=0,
+        per_query={},
+        seconds={"model_load": round(loaded - started, 3), "ingest": round(ingested - loaded, 3)},
         collection=scratch.milvus.collection,
         uri=uri or "temporary Milvus Lite folder",
         engine=_engine_of(embedder, query_encoder),
-    )
+    ), results
+
+
+def corpus_documents(dataset: BeirDataset, settings: Settings) -> list[Any]:
+    """The corpus as in-memory documents whose ``source`` is the document id.  With contextual
+    chunks the title travels as the document's title (embedded with every chunk), else it is the
+    first line of the text, as BEIR's dense models read it."""
+    from milvus_ingest.sources import TextDocument
+
+    if settings.chunking.contextual:
+        return [TextDocument(source=i, text=d.text if d.text.strip() else d.full_text, title=d.title)
+                for i, d in dataset.corpus.items()]
+    return [TextDocument(source=i, text=d.full_text) for i, d in dataset.corpus.items()]
+
+
+def score_rankings(
+    mode: str,
+    rankings: dict[str, list[tuple[str, float]]],
+    dataset: BeirDataset,
+    queries: Mapping[str, str],
+    ks: dict[str, tuple[int, ...]],
+    k: int,
+    seconds: float,
+) -> ModeResult:
+    """Metrics and per-query records of one run's document rankings."""
+    run = {qid: [doc for doc, _ in ranking] for qid, ranking in rankings.items()}
+    result = evaluate_run(run, dataset.qrels, ks)
+    per_query = {
+        qid: _query_record(queries[qid], rankings.get(qid, []), dataset.qrels[qid], result.per_query.get(qid), k)
+        for qid in queries
+    }
+    n = max(len(queries), 1)
+    return ModeResult(mode, dict(result.metrics), result.queries, per_query, round(seconds, 3), round(1000 * seconds / n, 2))
+
+
+def _check_modes_servable(scratch: Settings, modes: Sequence[str]) -> None:
+    """Refuse bm25/hybrid before ingesting when the scratch collection could not have BM25."""
+    wanted = {m.partition(":")[0] for m in modes} & {"bm25", "hybrid"}
+    if not wanted:
+        return
+    from milvus_ingest.store import MilvusStore
+    from milvus_ingest.store.capabilities import bm25_problem
+
+    from milvus_ingest.store.capabilities import bm25_missing
+
+    if scratch.milvus.bm25 == "off":
+        problem = "milvus.bm25 is off"
+    elif scratch.milvus.is_lite:
+        problem = bm25_missing("lite", "")
+    else:
+        with MilvusStore(scratch.milvus) as store:
+            problem = bm25_problem(store)
+    if problem:
+        raise ConfigError(
+            f"--mode {'/'.join(sorted(wanted))} needs a BM25 full-text field: {problem}; evaluate with --mode dense, "
+            "or on a backend with BM25 (Milvus Lite 3, Milvus 2.5+); nothing was ingested"
+        )
 
 
 def _engine_of(embedder: Any, query_encoder: Any) -> dict[str, Any] | None:
@@ -232,4 +321,4 @@ def _drop_scratch(scratch: Settings, folder: Path | None, quiet: bool) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-__all__ = ["EvaluationReport", "evaluate_dataset", "load_embedder", "metric_ks", "rank_documents"]
+__all__ = ["EvaluationReport", "ModeResult", "evaluate_dataset", "evaluate_modes", "load_embedder", "metric_ks", "rank_documents"]

@@ -43,6 +43,9 @@ class IngestReport:
     created_collection: bool = False
     #: The encoder engine that ran (backend, precision, reason, CPU flags); None when no model loaded.
     engine: dict[str, Any] | None = None
+    #: What makes the rows retrievable: instructions in force (and where from), contextual chunks,
+    #: and whether the collection has the BM25 field.
+    retrieval: dict[str, Any] | None = None
 
     @property
     def files_read(self) -> int:
@@ -75,6 +78,7 @@ class IngestReport:
             "chunks_per_second": round(self.chunks_per_second, 2),
             "stages": self.stages.as_dict(),
             "engine": self.engine,
+            "retrieval": self.retrieval,
         }
 
 

@@ -121,6 +121,8 @@ class Ingestor:
         store = self.store
         if store.exists():
             stored = store.read_meta()
+            if stored is not None:
+                self._follow_recorded_instructions(stored)
             loaded = need_model or self._embedder is not None
             dim = self.embedder.dim if loaded else (stored.dim if stored else 0)
             need_model = loaded
@@ -134,6 +136,25 @@ class Ingestor:
         self._checked = True
         self._checked_with_model = need_model
         return created
+
+    def _follow_recorded_instructions(self, stored: Any) -> None:
+        """An instruction the config leaves unset is the one the collection recorded, not the
+        model's preset: a preset that changed (or a collection made with explicit ones) must not
+        turn the next scheduled run into a refusal.  One the config sets is checked as given."""
+        model = self.settings.model
+        if model.doc_instruction is not None and model.query_instruction is not None:
+            return
+        if stored.model != model.name:
+            return  # a model mismatch: refused by the compatibility check
+        self.settings = self.settings.model_copy(deep=True)
+        if model.doc_instruction is None:
+            self.settings.model.doc_instruction = stored.doc_instruction
+        if model.query_instruction is None:
+            self.settings.model.query_instruction = stored.query_instruction
+        if self._embedder is not None:
+            self._embedder.doc_instruction = self.settings.model.instructions.doc
+            self._embedder.query_instruction = self.settings.model.instructions.query
+            self._chunker = None  # its budget counted the old instruction
 
     def read_marks(self, shard: tuple[int, int] | None = None) -> dict[str, SourceMark]:
         """One commit mark per stored source (a few paged reads, not a scan of every row).
@@ -223,6 +244,17 @@ def run_step_directly(name: str, fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
 
 
+def retrieval_info(settings: Settings, store: MilvusStore) -> dict[str, Any]:
+    """The run summary's word on retrieval: what the rows were embedded with and can be searched by."""
+    instructions = settings.model.instructions
+    return {
+        "instructions": instructions.origin,
+        "doc_instruction": instructions.doc,
+        "contextual": settings.chunking.contextual,
+        "bm25": store.has_bm25,
+    }
+
+
 def run_ingest(
     settings: Settings,
     specs: Sequence[str] = (),
@@ -291,6 +323,7 @@ def run_ingest(
         report.rows = ingestor.store.count()
         report.stages = ingestor.times
         report.engine = ingestor.engine_info
+        report.retrieval = retrieval_info(ingestor.settings, ingestor.store)
         report.seconds = time.perf_counter() - started
         return report
     finally:

@@ -56,9 +56,14 @@ def known_unbuildable(index_type: str, backend: str, version: str) -> str:
 
 
 def bm25_problem(store: MilvusStore) -> str:
-    """Why this Milvus cannot build a BM25 full-text field ('' when it can): BM25 functions came
-    with Milvus 2.5 and the Milvus Lite 3 rewrite."""
-    if store.backend == "lite":
+    """Why this Milvus cannot build a BM25 full-text field ('' when it can)."""
+    return bm25_missing(store.backend, store.server_version)
+
+
+def bm25_missing(backend: str, server_version: str) -> str:
+    """Why a backend ("lite" or "server" at a version) has no BM25 functions ('' when it has):
+    they came with Milvus 2.5 and the Milvus Lite 3 rewrite."""
+    if backend == "lite":
         try:
             from importlib.metadata import version
 
@@ -66,8 +71,8 @@ def bm25_problem(store: MilvusStore) -> str:
         except Exception:  # not installed as a distribution: assume the current one
             return ""
         return "" if _minor(lite) >= (3, 0) else f"Milvus Lite {lite} has no BM25 functions (Milvus Lite 3 has)"
-    if _minor(store.server_version) < (2, 5):
-        return f"Milvus {store.server_version or 'server'} has no BM25 functions (Milvus 2.5+ has)"
+    if _minor(server_version) < (2, 5):
+        return f"Milvus {server_version or 'server'} has no BM25 functions (Milvus 2.5+ has)"
     return ""
 
 

@@ -49,8 +49,7 @@ class MilvusStore:
         self.client = connect(settings)
         self.backend, self.server_version = self._identify()
         self._loaded = False
-        #: The collection's record once read or written (``check_compatible``, ``ensure_collection``).
-        self.meta: CollectionMeta | None = None
+        self.meta: CollectionMeta | None = None  # the collection's record, once read or written
 
     # -- connection ---------------------------------------------------------------------
     def _identify(self) -> tuple[str, str]:

@@ -115,3 +115,49 @@ def test_text_document_blocks():
 
     document, _ = read_source(TextDocument("d1", "hello"), "text")
     assert list(document.blocks) == [Block("hello")]
+
+
+def test_context_line_names_title_once():
+    from milvus_ingest.chunking import context_line
+
+    assert context_line("Guide", "Guide > Install > On Linux") == "Guide > Install > On Linux"
+    assert context_line("Manual", "Install") == "Manual > Install"
+    assert context_line("Manual", "") == "Manual"
+    assert context_line("", "Install") == "Install"
+    assert context_line("  A\n title ", "") == "A title"
+    assert context_line("", "") == ""
+
+
+def test_contextual_text_is_clipped_and_never_costs_the_chunk_a_token(counter):
+    from milvus_ingest.chunking import Chunk
+
+    instruction = "Represent the document for retrieval:"
+    context = 16
+    from milvus_ingest.chunking import instruction_tokens
+
+    exact = 40 + context + instruction_tokens(counter, instruction) + counter.special_tokens()  # no slack at all
+    chunker = Chunker(counter, 40, 4, 10_000, instruction, max_seq_length=exact, context_tokens=context)
+    text = "A sentence about copper engines in the harbour. " * 20
+    chunks = chunker.chunk_text(text)
+    assert all(c.text == text[c.start : c.end] for c in chunks)
+    long_title = "The Very Long Title Of A Manual That Goes On " * 10
+    section = "Installation > On Linux > With Packages"
+    for chunk in chunks:
+        embedded = chunker.with_context(Chunk(chunk.text, chunk.start, chunk.end, section, 1), long_title)
+        prefix, _, body = embedded.partition("\n\n")
+        assert body == chunk.text  # the chunk itself is embedded whole, after its context
+        assert prefix and long_title.startswith(prefix.split(" > ")[0][: len(prefix)])
+        assert counter.count([prefix])[0] <= context - 1
+        assert counter.count_with_specials([instruction + embedded])[0] <= chunker.max_seq_length
+    short = chunker.with_context(Chunk("Body.", 0, 5, "Install", 0), "Guide")
+    assert short == "Guide > Install\n\nBody."
+    # no context configured, or nothing to say: the chunk alone
+    plain = Chunker(counter, 40, 4, 10_000, instruction, max_seq_length=100)
+    assert plain.with_context(Chunk("Body.", 0, 5, "Install", 0), "Guide") == "Body."
+    assert chunker.with_context(Chunk("Body.", 0, 5, "", 0), "") == "Body."
+
+
+def test_budget_counts_the_context(counter):
+    with pytest.raises(ConfigError, match=r"context 32 tokens \(chunking.context_tokens\)"):
+        check_chunk_budget(counter, 240, "", 256, context_tokens=32)
+    check_chunk_budget(counter, 200, "", 256, context_tokens=32)
