@@ -123,9 +123,9 @@ def compare_dataset(
     report.engine = getattr(embedder, "engine_info", None)
     default_done = False
     variants = [
-        ("pipeline", settings, ["dense", "bm25", "hybrid:rrf", "hybrid:weighted"]),
-        ("instructions flipped", flipped_instructions(settings), ["dense", "hybrid:rrf"]),
-        ("contextual flipped", flipped_context(settings), ["dense", "bm25", "hybrid:rrf"]),
+        ("pipeline", settings, ["dense", "bm25", "hybrid:rrf", "hybrid:weighted:0.5", "hybrid:weighted"]),
+        ("instructions flipped", flipped_instructions(settings), ["dense", "hybrid"]),
+        ("contextual flipped", flipped_context(settings), ["dense", "bm25", "hybrid"]),
     ]
     for name, variant, modes in variants:
         if not _has_bm25(variant, uri):
@@ -167,15 +167,23 @@ def _has_bm25(settings: Settings, uri: str | None) -> bool:
 
 
 def _default_mode(settings: Settings, modes: list[str]) -> str:
+    """Which of ``modes`` is what a search with these settings runs (the row marked default)."""
     mode = settings.search.mode
     if mode == "auto":
         mode = "hybrid" if any(m.startswith("hybrid") for m in modes) else "dense"
-    return f"hybrid:{settings.search.ranker}" if mode == "hybrid" else mode
+    if mode != "hybrid":
+        return mode
+    return "hybrid" if "hybrid" in modes else f"hybrid:{settings.search.ranker}"
 
 
 def _mode_label(requested: str, settings: Settings) -> str:
-    if requested == "hybrid:weighted":
-        return f"hybrid (weighted {settings.search.dense_weight:g}/{1 - settings.search.dense_weight:g})"
-    if requested == "hybrid:rrf":
+    """``hybrid (weighted 0.8/0.2)``, ``hybrid (rrf k=60)``, or the mode itself."""
+    mode, _, fusion = requested.partition(":")
+    if mode != "hybrid":
+        return mode
+    ranker, _, weight = fusion.partition(":")
+    ranker = ranker or settings.search.ranker
+    if ranker == "rrf":
         return f"hybrid (rrf k={settings.search.rrf_k})"
-    return requested
+    w = float(weight) if weight else settings.search.dense_weight
+    return f"hybrid (weighted {w:g}/{1 - w:g})"

@@ -187,9 +187,11 @@ def evaluate_modes(
             for mode in modes:
                 began = time.perf_counter()
                 rankings: dict[str, list[tuple[str, float]]] = {}
-                mode, _, ranker = mode.partition(":")  # "hybrid:weighted": that fusion, on this ingest
-                if ranker:
-                    scratch.search.ranker = ranker  # type: ignore[assignment]
+                mode, _, fusion = mode.partition(":")  # "hybrid:weighted:0.7": that fusion, on this ingest
+                ranker, _, weight = fusion.partition(":")
+                scratch.search = settings.search.model_copy(update={
+                    **({"ranker": ranker} if ranker else {}), **({"dense_weight": float(weight)} if weight else {}),
+                })
                 resolved = searcher.mode(mode)
                 for start in range(0, len(qids), QUERY_BATCH):
                     batch = qids[start : start + QUERY_BATCH]

@@ -226,14 +226,15 @@ def test_search_and_evaluate_command_lines_take_a_mode_and_compare(lite, tmp_pat
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     rows = [(r["run"], r["mode"]) for r in result["rows"]]
+    fused = "hybrid (weighted 0.8/0.2)"
     assert rows == [
         ("pipeline", "dense"), ("pipeline", "bm25"), ("pipeline", "hybrid (rrf k=60)"),
-        ("pipeline", "hybrid (weighted 0.5/0.5)"),
-        ("instructions flipped", "dense"), ("instructions flipped", "hybrid (rrf k=60)"),
-        ("contextual flipped", "dense"), ("contextual flipped", "bm25"), ("contextual flipped", "hybrid (rrf k=60)"),
+        ("pipeline", "hybrid (weighted 0.5/0.5)"), ("pipeline", fused),
+        ("instructions flipped", "dense"), ("instructions flipped", fused),
+        ("contextual flipped", "dense"), ("contextual flipped", "bm25"), ("contextual flipped", fused),
         ("bare loop", "dense"),
     ]
-    assert [r["default"] for r in result["rows"]].count(True) == 1
+    assert [(r["run"], r["mode"]) for r in result["rows"] if r["default"]] == [("pipeline", fused)]
     for row in result["rows"]:
         assert {"ndcg@10", "recall@10", "recall@100", "mrr@10", "ms_per_query", "ndcg@10_vs_bare_loop"} <= set(row)
         assert 0.0 <= row["ndcg@10"] <= 1.0

@@ -58,10 +58,21 @@ def test_variants_flip_one_thing_each_and_leave_the_settings_alone():
     ("auto", "weighted", ["dense", "bm25", "hybrid:rrf", "hybrid:weighted"], "hybrid:weighted"),
     ("auto", "rrf", ["dense"], "dense"),
     ("dense", "rrf", ["dense", "hybrid:rrf"], "dense"),
+    ("hybrid", "weighted", ["dense", "hybrid"], "hybrid"),
 ])
 def test_the_default_row_is_the_configured_mode(mode, ranker, modes, expected):
     settings = settings_from_dict({"search": {"mode": mode, "ranker": ranker}})
     assert _default_mode(settings, modes) == expected
+
+
+def test_mode_labels_name_the_fusion():
+    from milvus_ingest.evaluation.compare import _mode_label
+
+    settings = settings_from_dict({})
+    assert _mode_label("hybrid", settings) == "hybrid (weighted 0.8/0.2)"
+    assert _mode_label("hybrid:weighted:0.5", settings) == "hybrid (weighted 0.5/0.5)"
+    assert _mode_label("hybrid:rrf", settings) == "hybrid (rrf k=60)"
+    assert _mode_label("bm25", settings) == "bm25"
 
 
 @pytest.mark.parametrize("backend,version,missing", [
