@@ -197,13 +197,15 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
         pages: set[int] = set()
         t0 = time.perf_counter()
         try:
-            blocks = read_source(source, fmt)[0].blocks
+            document = read_source(source, fmt)[0]
+            blocks = document.blocks
             reader["seconds"] += time.perf_counter() - t0
             cut_source: list[BenchChunk] = []
             times = StageTimes()  # what the reader takes, apart from what the chunker takes
             t0 = time.perf_counter()
             for c in chunker.chunk_document(timed_blocks(blocks, times)):
-                cut_source.append(BenchChunk(c.text, source.source, len(cut_source)))
+                # what the pipeline embeds: the chunk after its context line (``Chunker.with_context``)
+                cut_source.append(BenchChunk(chunker.with_context(c, document.title), source.source, len(cut_source)))
                 pages.add(c.page)
             chunk_s += time.perf_counter() - t0 - times.read
             reader["seconds"] += times.read
