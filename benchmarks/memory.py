@@ -100,7 +100,7 @@ def child_main(corpus: str, config: str, encoder: str) -> int:
     if encoder == "stub":
         from benchmarks.stub import StubEmbedder
 
-        embedder = StubEmbedder(doc_instruction=settings.model.doc_instruction)
+        embedder = StubEmbedder(doc_instruction=settings.model.instructions.doc)
     report = run_ingest(settings, [corpus], embedder=embedder)
     print(json.dumps(report.as_dict()))
     return report.exit_code

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         for kind in args.encoder_list:
             note(f"encoder: {kind}")
             load_s = cold_load_seconds(args.config, kind)
-            encoder = load_query_encoder(engine_model(settings.model, kind), settings.model.query_instruction)
+            encoder = load_query_encoder(engine_model(settings.model, kind), settings.model.instructions.query)
             with Searcher(settings, encoder=encoder) as searcher:
                 instruction = searcher.query_instruction
                 encoder.encode_array(questions[:2], instruction)  # warm-up
