@@ -268,14 +268,15 @@ def _old_collection(settings, t5_embedder, monkeypatch, source: str) -> None:
 
     from milvus_ingest.chunking import Chunk
     from milvus_ingest.store import chunk_row
-    from milvus_ingest.store import milvus as store_module
+    from milvus_ingest.store import schema as schema_module
 
+    old = settings.milvus.model_copy(update={"bm25": "off"})  # schema 1 had no BM25 field either
+    vector = t5_embedder.encode_array(["old text"], t5_embedder.doc_instruction)[0]
+    row = chunk_row(source, 0, Chunk("old text", 0, 8), vector, "h", 1)
     with monkeypatch.context() as patch:
-        patch.setattr(store_module, "DOCUMENT_FIELD_TYPES", {})
-        with MilvusStore(settings.milvus) as store:
+        patch.setattr(schema_module, "DOCUMENT_FIELD_TYPES", {})  # the schema without them
+        with MilvusStore(old) as store:
             store.ensure_collection(replace(collection_meta(settings, t5_embedder.dim), schema_version=1))
-            vector = t5_embedder.encode_array(["old text"], t5_embedder.doc_instruction)[0]
-            row = chunk_row(source, 0, Chunk("old text", 0, 8), vector, "h", 1)
             store.upsert([{k: v for k, v in row.items() if k not in DOCUMENT_FIELDS}])
 
 

@@ -119,7 +119,7 @@ def test_hybrid_fuses_both_lists_by_reciprocal_rank(lite, tmp_path, t5_embedder)
     ranks in them, hits come best first, and a keyword only BM25 can find makes it in."""
     files = {f"d{i}.txt": f"Paragraph {i} about harbours, lanterns and copper engines number {i}." for i in range(30)}
     files["rare.txt"] = "The quindecagonal lighthouse stands alone on the cape."
-    settings = lite.settings(search__candidates=20)
+    settings = lite.settings(search__candidates=20, search__ranker="rrf")
     run_ingest(settings, [str(write_corpus(tmp_path / "corpus", files))], embedder=t5_embedder)
     question = ["Where is the quindecagonal lighthouse?"]
     with Searcher(settings, encoder=t5_embedder) as searcher:
