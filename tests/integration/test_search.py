@@ -72,7 +72,7 @@ def test_questions_use_the_query_instruction_recorded_on_the_collection(ingested
     spy = SpyEncoder(t5_embedder)
     with Searcher(other, encoder=spy) as searcher:
         assert searcher.query_instruction == "Represent the sample question for retrieval:"
-        hits = searcher.search(QUESTIONS, top_k=2)
+        hits = searcher.search(QUESTIONS, top_k=2, mode="dense")  # compared with a direct dense search
     assert spy.instructions == ["Represent the sample question for retrieval:"]  # both questions, one batch
     # The same vectors searched directly give the same hits: nothing else was mixed in.
     vectors = t5_embedder.encode_array(QUESTIONS, "Represent the sample question for retrieval:")
