@@ -22,7 +22,14 @@ from typing import Any
 
 from milvus_ingest.config import Settings
 from milvus_ingest.evaluation.beir import BeirDataset
-from milvus_ingest.evaluation.run import CHUNKS_PER_DOC, evaluate_modes, load_embedder, metric_ks, score_rankings
+from milvus_ingest.evaluation.run import (
+    CHUNKS_PER_DOC,
+    bm25_unavailable,
+    evaluate_modes,
+    load_embedder,
+    metric_ks,
+    score_rankings,
+)
 from milvus_ingest.encoders.presets import MILVUS_DOC_INSTRUCTION, MILVUS_QUERY_INSTRUCTION
 
 BASELINE = "bare loop"
@@ -128,7 +135,8 @@ def compare_dataset(
         ("contextual flipped", flipped_context(settings), ["dense", "bm25", "hybrid"]),
     ]
     for name, variant, modes in variants:
-        if not _has_bm25(variant, uri):
+        # where evaluate_modes will ingest: ``uri``, or a temporary Lite folder when None
+        if bm25_unavailable(variant.milvus.model_copy(update={"uri": uri or "./scratch.db"})):
             modes = ["dense"]
         ingest, results = evaluate_modes(variant, dataset, modes, k, uri, _embedder_for(embedder, variant))
         default_mode = _default_mode(variant, modes)
@@ -150,20 +158,6 @@ def compare_dataset(
         report.rows.append(CompareRow(BASELINE, "dense", result.metrics, result.ms_per_query,
                                       "none; 1000/100-character splitter", None))
     return report
-
-
-def _has_bm25(settings: Settings, uri: str | None) -> bool:
-    if settings.milvus.bm25 == "off":
-        return False
-    from milvus_ingest.store.capabilities import bm25_missing, bm25_problem
-
-    if uri is None:  # a temporary Lite folder: the installed Lite decides
-        return not bm25_missing("lite", "")
-    from milvus_ingest.store import MilvusStore
-
-    scratch = settings.milvus.model_copy(update={"uri": uri})
-    with MilvusStore(scratch) as store:
-        return not bm25_problem(store)
 
 
 def _default_mode(settings: Settings, modes: list[str]) -> str:

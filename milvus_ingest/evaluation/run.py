@@ -256,25 +256,27 @@ def score_rankings(
 def _check_modes_servable(scratch: Settings, modes: Sequence[str]) -> None:
     """Refuse bm25/hybrid before ingesting when the scratch collection could not have BM25."""
     wanted = {m.partition(":")[0] for m in modes} & {"bm25", "hybrid"}
-    if not wanted:
-        return
-    from milvus_ingest.store import MilvusStore
-    from milvus_ingest.store.capabilities import bm25_problem
-
-    from milvus_ingest.store.capabilities import bm25_missing
-
-    if scratch.milvus.bm25 == "off":
-        problem = "milvus.bm25 is off"
-    elif scratch.milvus.is_lite:
-        problem = bm25_missing("lite", "")
-    else:
-        with MilvusStore(scratch.milvus) as store:
-            problem = bm25_problem(store)
+    problem = bm25_unavailable(scratch.milvus) if wanted else ""
     if problem:
         raise ConfigError(
             f"--mode {'/'.join(sorted(wanted))} needs a BM25 full-text field: {problem}; evaluate with --mode dense, "
             "or on a backend with BM25 (Milvus Lite 3, Milvus 2.5+); nothing was ingested"
         )
+
+
+def bm25_unavailable(milvus: Any) -> str:
+    """Why a new collection with these Milvus settings would have no BM25 field ('' when it would):
+    ``milvus.bm25: off``, or a backend without BM25 functions (a Lite folder is judged by the
+    installed Lite, without opening one; a server is asked)."""
+    from milvus_ingest.store import MilvusStore
+    from milvus_ingest.store.capabilities import bm25_missing, bm25_problem
+
+    if milvus.bm25 == "off":
+        return "milvus.bm25 is off"
+    if milvus.is_lite:
+        return bm25_missing("lite", "")
+    with MilvusStore(milvus) as store:
+        return bm25_problem(store)
 
 
 def _engine_of(embedder: Any, query_encoder: Any) -> dict[str, Any] | None:
