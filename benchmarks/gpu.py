@@ -184,7 +184,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 print("[gpu] note: bf16 on this CPU may be emulated", file=sys.stderr)
             started = time.perf_counter()
             ef = InstructorEmbeddingFunction(str(folder), doc_instruction=INSTRUCTION, batch_size=args.batch_sizes[0],
-                                             device=device, precision=precision, backend="torch")
+                                             device=device, precision=precision, backend="torch",
+                                             trust_remote_code=False)  # an ST option: ST itself, not the CPU trace
             load_s = time.perf_counter() - started
             texts = make_texts(ef.tokenizer, args.texts, args.seq_len)
             model = ef._model

@@ -333,10 +333,10 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
     # -- peers --------------------------------------------------------------------------------
     index_params = {"index_type": settings.milvus.index_type, "metric_type": settings.milvus.metric_type,
                     "params": dict(settings.milvus.index_params)}
-    from benchmarks.quality import BASELINE, load_engine
+    from benchmarks.quality import PEER_SPEC, load_engine
 
     loaded = {spec_of(ef.engine_info): ef}
-    peer_ef = loaded.get(BASELINE) or loaded.setdefault(BASELINE, load_engine(m, BASELINE))
+    peer_ef = load_engine(m, PEER_SPEC) if not args.no_peers else None
     if not args.no_peers:
         from benchmarks.peers import langchain_missing, run_bare_loop, run_langchain
 
@@ -361,7 +361,10 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
         from benchmarks.precision import compare_precisions, sample_texts
 
         note(f"precision check on {args.precision_sample} chunks")
-        precision = compare_precisions(peer_ef, m, sample_texts(texts, args.precision_sample))
+        from benchmarks.quality import BASELINE
+
+        base_ef = loaded.get(BASELINE) or loaded.setdefault(BASELINE, load_engine(m, BASELINE))
+        precision = compare_precisions(base_ef, m, sample_texts(texts, args.precision_sample))
 
     engines: list[dict[str, Any]] = []
     if args.engines != "none":

@@ -41,6 +41,8 @@ REFERENCES = {
     str(FIXTURES / "tiny-instructor-t5"): FIXTURES / "tiny-instructor-t5.json",
 }
 BASELINE = "torch fp32"
+#: What the peers run: sentence-transformers itself, as a tutorial's loop or LangChain would.
+PEER_SPEC = "sentence-transformers fp32"
 
 
 def engine_specs(features: set[str], has_gpu: bool) -> list[str]:
@@ -85,11 +87,15 @@ def load_engine(model: Any, spec: str) -> Any:
     from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction
 
     backend, _, precision = spec.partition(" ")
+    # A sentence-transformers option (its default value) keeps torch on sentence-transformers
+    # instead of the cached trace: what the peers run.
+    options = {"trust_remote_code": False} if backend == "sentence-transformers" else {}
     with forced_scheme(precision):
         return InstructorEmbeddingFunction(
             model_name=model.name, query_instruction=model.query_instruction, doc_instruction=model.doc_instruction,
             batch_size=model.batch_size, device=model.device, normalize_embeddings=model.normalize_embeddings,
-            precision=precision.partition("-")[0], threads=model.threads, backend=backend,
+            precision=precision.partition("-")[0], threads=model.threads, backend="torch" if options else backend,
+            **options,
         )
 
 

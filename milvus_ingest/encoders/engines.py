@@ -2,8 +2,10 @@
 
 An engine has ``backend``, ``precision``, ``device``, ``dim``, ``max_seq_length``, ``tokenizer``
 and ``encode_array(texts, instruction)`` → ``(n, dim)`` float32 L2-normalised rows, with the
-instruction excluded from pooling: ``torch_engine.TorchEngine`` (sentence-transformers; fp32,
-fp16, bf16; CPU or GPU) or ``onnx_engine.OnnxEncoder`` (ONNX Runtime on the CPU; fp32, int8).
+instruction excluded from pooling: torch (on a CPU ``torchscript_engine.TorchScriptEncoder``, a
+cached trace that starts without sentence-transformers, fp32 or bf16; on a GPU, or for a model the
+trace does not reproduce, ``torch_engine.TorchEngine``: sentence-transformers, fp32/fp16/bf16) or
+``onnx_engine.OnnxEncoder`` (ONNX Runtime on the CPU; fp32, int8).
 
 ``decide_engine`` turns ``model.backend`` / ``model.precision`` / ``model.device`` into an
 ``EngineChoice`` with its reason: ``auto`` follows ``cpu.choose_engine`` on this machine's CPU
@@ -231,8 +233,35 @@ def build_engine(
             path, choice.precision, threads=threads, batch_size=batch_size, cache_dir=cache_dir,
             normalize=normalize_embeddings,
         )
+    if not kwargs and choice.precision in ("fp32", "bf16") and not gpu_info(device)[0]:
+        engine = _torchscript_engine(choice, path, batch_size, normalize_embeddings, threads, cache_dir, label)
+        if engine is not None:
+            return engine
     from milvus_ingest.encoders.torch_engine import TorchEngine
 
     return TorchEngine(
         path, choice.precision, device, batch_size, normalize_embeddings, threads, label=label, **kwargs
     )
+
+
+def _torchscript_engine(
+    choice: EngineChoice, path: str, batch_size: int, normalize: bool, threads: int,
+    cache_dir: str | Path | None, label: str,
+) -> Engine | None:
+    """torch on a CPU as a cached TorchScript trace (starts without sentence-transformers), or
+    None where the model's layout is not one the trace reproduces or the trace cannot be made:
+    then sentence-transformers runs it, as it always did."""
+    problem = onnx_problem(path)
+    if problem:
+        log.info("model %s runs on sentence-transformers: %s", label or path, problem)
+        return None
+    from milvus_ingest.encoders.torchscript_engine import TorchScriptEncoder
+
+    try:
+        return TorchScriptEncoder(path, choice.precision, threads, batch_size, cache_dir, normalize)
+    except ModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a model the tracer cannot handle still runs, on ST
+        log.warning("model %s could not be traced for TorchScript (%s): running it on sentence-transformers",
+                    label or path, exc)
+        return None

@@ -1,7 +1,9 @@
-"""Exports a sentence-transformers model folder to ONNX, once, into a content-keyed cache.
+"""Exports a sentence-transformers model folder once, into a content-keyed cache: ONNX for ONNX
+Runtime (``fp32``, ``int8-s8``, ``int8-u8``) and TorchScript for torch (``torchscript-fp32``,
+``torchscript-bf16``).
 
-An entry (``<cache>/<key>/``) holds ``model.onnx`` (the transformer: token ids → token
-embeddings; weights in ``model.onnx.data`` when the graph is large), the Dense weights as
+An entry (``<cache>/<key>/``) holds ``model.onnx`` or ``model.pt`` (the transformer: token ids →
+token embeddings; ONNX weights in ``model.onnx.data`` when the graph is large), the Dense weights as
 ``.npy``, the tokenizer.json and ``manifest.json`` (what the engine needs, and every file's
 size).  An int8 entry is quantized from the fp32 entry of the same model (built first if
 missing), so a model is exported by torch once whatever precisions it runs in.  The key hashes the model folder's files and the versions of the tools that built the
@@ -53,6 +55,9 @@ INT8_SCHEMES: dict[str, dict[str, Any]] = {
     "u8": {"weight_type": "QUInt8", "per_channel": True, "reduce_range": False},
 }
 
+#: Variants that are TorchScript traces: ``torchscript-fp32``, ``torchscript-bf16``.
+TORCHSCRIPT_PREFIX = "torchscript-"
+
 T = TypeVar("T")
 
 
@@ -65,7 +70,8 @@ class Entry:
 
     @property
     def model_file(self) -> Path:
-        return self.folder / MODEL_FILE
+        """The graph: ``model.onnx`` or, for a TorchScript entry, ``model.pt``."""
+        return self.folder / self.manifest.get("graph_file", MODEL_FILE)
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -110,7 +116,7 @@ def _tool_versions() -> dict[str, str]:
 
 
 def cache_key(layout: ModelLayout, precision: str) -> str:
-    """The entry name for this model folder, precision (``fp32`` / ``int8-<scheme>``) and toolset."""
+    """The entry name for this model folder, variant (``fp32``, ``int8-<scheme>``, ``torchscript-<precision>``) and toolset."""
     payload = json.dumps(
         {
             "format": FORMAT_VERSION,
@@ -144,7 +150,7 @@ def open_entry(
 ) -> tuple[Entry, T]:
     """The cached entry for ``layout`` and ``load(entry)``; builds (or rebuilds) it when needed.
 
-    ``load`` opens the entry (the engine's ONNX Runtime session): when it or the manifest check
+    ``load`` opens the entry (the engine's ONNX Runtime session or TorchScript module): when it or the manifest check
     fails, the entry is corrupt; it is discarded with a warning and built again.
     """
     root = cache_root(cache_dir)
@@ -154,7 +160,7 @@ def open_entry(
             entry = read_entry(folder)
             return entry, load(entry)
         except Exception as exc:  # noqa: BLE001 - bad manifest, missing/truncated file, ORT refusal
-            log.warning("cached ONNX export %s is unusable (%s): rebuilding it", folder, exc)
+            log.warning("cached model export %s is unusable (%s): rebuilding it", folder, exc)
             _discard(folder)
     build_entry(layout, precision, folder, force_external_data)
     entry = read_entry(folder)
@@ -172,12 +178,14 @@ def _discard(folder: Path) -> None:
 
 
 def build_entry(layout: ModelLayout, precision: str, folder: Path, force_external_data: bool = False) -> None:
-    """Export (fp32) or quantize (int8, from the fp32 entry) into a temporary folder, then rename it."""
+    """Export (fp32, TorchScript) or quantize (int8, from the fp32 entry) into a temporary folder, then rename it."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
     try:
-        log.info("exporting %s to ONNX (%s) in %s", layout.folder, precision, folder)
-        if precision == "fp32":
+        log.info("exporting %s (%s, once) to %s", layout.folder, precision, folder)
+        if precision.startswith(TORCHSCRIPT_PREFIX):
+            manifest = _export_torchscript(layout, staging, precision)
+        elif precision == "fp32":
             manifest = _export(layout, staging, force_external_data)
         else:
             manifest = _quantize_from_fp32(layout, staging, precision, folder.parent, force_external_data)
@@ -196,6 +204,14 @@ def _export(layout: ModelLayout, staging: Path, force_external_data: bool) -> di
 
     manifest = torch_export.export_model(layout, staging, force_external_data, EXTERNAL_DATA_BYTES)
     manifest.update(format=FORMAT_VERSION, precision="fp32", source=str(layout.folder), tools=_tool_versions())
+    return manifest
+
+
+def _export_torchscript(layout: ModelLayout, staging: Path, variant: str) -> dict[str, Any]:
+    from milvus_ingest.encoders import torch_export
+
+    manifest = torch_export.export_torchscript(layout, staging, variant.removeprefix(TORCHSCRIPT_PREFIX))
+    manifest.update(format=FORMAT_VERSION, precision=variant, source=str(layout.folder), tools=_tool_versions())
     return manifest
 
 

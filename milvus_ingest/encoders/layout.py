@@ -34,6 +34,7 @@ DENSE_ACTIVATIONS = {"torch.nn.modules.linear.Identity": "identity", "torch.nn.m
 #: The files of an exported engine entry (written by ``torch_export``, read by ``export``).
 MODEL_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"
+TORCHSCRIPT_FILE = "model.pt"
 
 
 @dataclass

@@ -1,15 +1,11 @@
 """Instructor-style sentence embeddings on ONNX Runtime: fast to start, fast on CPUs.
 
-``OnnxEncoder`` computes what the sentence-transformers pipeline (Transformer → mean Pooling →
-Dense → Normalize) computes for Instructor models: the model sees ``instruction + text.strip()``,
-mean pooling skips the instruction's tokens (its token count without a trailing special token,
-as sentence-transformers' ``Pooling(include_prompt=False)`` counts), then the Dense modules and
-L2 normalisation.  The transformer runs in ONNX Runtime from an export cached by
-``milvus_ingest.encoders.export``; tokenising is ``tokenizers``, the rest NumPy.
+The transformer runs in ONNX Runtime from an export cached by ``milvus_ingest.encoders.export``
+(fp32, or int8 by ONNX Runtime's dynamic quantization with the weight scheme this CPU's kernels
+want); tokenising, pooling and normalising are ``exported.ExportedEncoder``'s.
 
 Encoding with an already-exported model must never import torch, transformers, onnx or
-sentence-transformers (the first export does, in ``torch_export``), and must never pad a batch
-beyond its longest item.
+sentence-transformers (the first export does, in ``torch_export``).
 """
 
 from __future__ import annotations
@@ -21,38 +17,17 @@ import numpy as np
 
 from milvus_ingest.encoders import export
 from milvus_ingest.encoders.cpu import cpu_features, int8_scheme
-from milvus_ingest.encoders.layout import read_layout
+from milvus_ingest.encoders.exported import ExportedEncoder
 from milvus_ingest.errors import ModelError
 
 PRECISIONS = ("fp32", "int8")
-_ACTIVATIONS = {"identity": lambda x: x, "tanh": np.tanh}
 
 
-def _session(entry: export.Entry, threads: int) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only: ORT's optimizer notes are not the user's business
-    return ort.InferenceSession(str(entry.model_file), options, providers=["CPUExecutionProvider"])
-
-
-def _load_dense(entry: export.Entry) -> list[tuple[np.ndarray, np.ndarray | None, Any]]:
-    layers = []
-    for record in entry.manifest["dense"]:
-        bias = np.load(entry.folder / record["bias"]) if record["bias"] else None
-        layers.append((np.load(entry.folder / record["weight"]), bias, _ACTIVATIONS[record["activation"]]))
-    return layers
-
-
-class OnnxEncoder:
-    """Encodes texts with one instruction into ``(n, dim)`` float32 L2-normalised rows.
+class OnnxEncoder(ExportedEncoder):
+    """``encode_array(texts, instruction)`` → ``(n, dim)`` float32 rows, on ONNX Runtime.
 
     ``model_path`` is a local sentence-transformers folder (resolve hub ids and ``package://``
     names first); the first use of a model (per precision) exports it, which needs torch.
-
     ``precision`` is ``fp32`` or ``int8`` (dynamic int8 weights, scheme picked for this CPU);
     ``threads`` is ONNX Runtime's intra-op thread count (0 = its default, every core);
     ``cache_dir`` overrides ``$MILVUS_INGEST_CACHE`` / ~/.cache/milvus_ingest/onnx; ``normalize``
@@ -60,7 +35,6 @@ class OnnxEncoder:
     """
 
     backend = "onnx"
-    device = "cpu"
 
     def __init__(
         self,
@@ -74,93 +48,20 @@ class OnnxEncoder:
     ):
         if precision not in PRECISIONS:
             raise ModelError(f"ONNX precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-        if batch_size < 1 or threads < 0:
-            raise ModelError(f"batch_size must be >= 1 and threads >= 0 (got {batch_size}, {threads})")
-        layout = read_layout(model_path)
         variant = precision if precision == "fp32" else f"int8-{int8_scheme(cpu_features())}"
-        self.model_path = Path(model_path)
-        self.precision = variant
-        self.batch_size = batch_size
-        self._normalize = normalize or layout.normalize
-        self.entry, self._session = export.open_entry(
-            layout, variant, lambda entry: _session(entry, threads), cache_dir, force_external_data
+        super().__init__(
+            model_path, variant, variant, threads, batch_size, cache_dir, force_external_data, normalize
         )
-        manifest = self.entry.manifest
-        self._input_names: list[str] = manifest["input_names"]
-        self._pad_id = int(manifest["pad_id"])
-        self._special_ids = set(manifest["special_ids"])
-        self._lower = bool(manifest["do_lower_case"])
-        self._dense = _load_dense(self.entry)
-        self._dim = int(manifest["dim"])
-        self._max_seq_length = int(manifest["max_seq_length"])
-        self._tokenizer = self._load_tokenizer()
-        self._prompt_lengths: dict[str, int] = {}
 
-    def _load_tokenizer(self) -> Any:
-        from tokenizers import Tokenizer
+    def _open(self, entry: export.Entry) -> Any:
+        import onnxruntime as ort
 
-        tokenizer = Tokenizer.from_file(str(self.entry.folder / "tokenizer.json"))
-        tokenizer.no_padding()
-        tokenizer.enable_truncation(max_length=self._max_seq_length, strategy="longest_first")
-        return tokenizer
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: ORT's optimizer notes are not the user's business
+        return ort.InferenceSession(str(entry.model_file), options, providers=["CPUExecutionProvider"])
 
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def max_seq_length(self) -> int:
-        return self._max_seq_length
-
-    @property
-    def tokenizer(self) -> Any:
-        """The ``tokenizers.Tokenizer``, truncating at ``max_seq_length``, not padding."""
-        return self._tokenizer
-
-    def prompt_length(self, instruction: str) -> int:
-        """The instruction's tokens that pooling skips: all but a trailing special token."""
-        if instruction not in self._prompt_lengths:
-            ids = self._tokenizer.encode(self._prepare(instruction)).ids
-            self._prompt_lengths[instruction] = len(ids) - (1 if ids and ids[-1] in self._special_ids else 0)
-        return self._prompt_lengths[instruction]
-
-    def _prepare(self, text: str) -> str:
-        return text.lower() if self._lower else text
-
-    def encode_array(self, texts: list[str], instruction: str = "") -> np.ndarray:
-        """Rows in input order; batches are length-sorted and padded to their longest item."""
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        if not texts:
-            return out
-        skip = self.prompt_length(instruction) if instruction else 0
-        encodings = self._tokenizer.encode_batch([self._prepare(instruction + str(t).strip()) for t in texts])
-        order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
-        for start in range(0, len(order), self.batch_size):
-            index = order[start : start + self.batch_size]
-            out[index] = self._encode_batch([encodings[i] for i in index], skip)
-        return out
-
-    def _encode_batch(self, encodings: list[Any], skip: int) -> np.ndarray:
-        width = max(len(e.ids) for e in encodings)
-        ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
-        types = np.zeros_like(ids)
-        mask = np.zeros_like(ids)
-        for row, encoding in enumerate(encodings):
-            ids[row, : len(encoding.ids)] = encoding.ids
-            types[row, : len(encoding.ids)] = encoding.type_ids
-            mask[row, : len(encoding.ids)] = 1
-        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        tokens = self._session.run(None, {name: feeds[name] for name in self._input_names})[0]
-        return self._pool(tokens, mask, skip)
-
-    def _pool(self, tokens: np.ndarray, mask: np.ndarray, skip: int) -> np.ndarray:
-        """Mean over the text's tokens (right padding: the instruction comes first), Dense, L2."""
-        weights = mask.astype(np.float32)
-        weights[:, :skip] = 0.0
-        vectors = np.einsum("bsh,bs->bh", tokens, weights) / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
-        for weight, bias, activation in self._dense:
-            vectors = activation(vectors @ weight.T + (0.0 if bias is None else bias))
-        if not self._normalize:
-            return vectors.astype(np.float32)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self._graph.run(None, feeds)[0]

@@ -1,12 +1,13 @@
-"""The one-time build step of an ONNX cache entry: torch + transformers → ONNX, optional int8.
+"""The one-time build step of an export cache entry: torch + transformers → ONNX (optional int8)
+or a TorchScript trace (fp32 or bf16).
 
-Writes into a staging folder given by ``export.build_entry``: ``model.onnx`` (inputs
+Writes into a staging folder given by ``export.build_entry``: ``model.onnx`` or ``model.pt`` (inputs
 ``input_ids``, ``attention_mask`` and, for BERT-like models, ``token_type_ids``, all int64
 ``(batch, sequence)``; output ``token_embeddings``, the transformer's last hidden state, float32
-``(batch, sequence, hidden)``), the Dense weights as ``.npy`` and tokenizer.json.  Pooling, Dense
-and normalisation stay in NumPy in the engine.
+``(batch, sequence, hidden)``; bf16 for a bf16 trace), the Dense weights as ``.npy`` and
+tokenizer.json.  Pooling, Dense and normalisation stay in NumPy in the engine.
 
-This is the only module of the ONNX engine that imports torch, transformers and onnx (int8
+This is the only module of the exported engines that imports transformers and onnx (int8
 quantization of an fp32 export needs onnx, not torch); it must never be imported at encode time
 of an already-exported model, and it must never load sentence-transformers (the export works
 from the folder's own files).
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from milvus_ingest.encoders.layout import EXTERNAL_DATA_FILE, MODEL_FILE, DenseSpec, ModelLayout
+from milvus_ingest.encoders.layout import EXTERNAL_DATA_FILE, MODEL_FILE, TORCHSCRIPT_FILE, DenseSpec, ModelLayout
 from milvus_ingest.errors import ModelError
 
 OPSET = 17
@@ -35,7 +36,10 @@ _AXES = {0: "batch", 1: "sequence"}
 def _load_transformer(layout: ModelLayout) -> Any:
     """The folder's transformer in fp32 eval mode: the T5 encoder alone for T5 models."""
     from transformers import AutoConfig, AutoModel, T5EncoderModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()  # its notes on config keys it ignores are not the user's business
+    hf_logging.disable_progress_bar()  # nor a weight-loading bar in the middle of an ingest's output
     path = str(layout.transformer_dir)
     try:
         config = AutoConfig.from_pretrained(path)
@@ -145,8 +149,22 @@ def _save_dense(layout: ModelLayout, staging: Path) -> list[dict[str, Any]]:
     return saved
 
 
+def _manifest_body(layout: ModelLayout, model: Any, input_names: list[str], staging: Path) -> dict[str, Any]:
+    """What every entry's manifest says about the model, after copying its tokenizer and Dense weights."""
+    shutil.copyfile(layout.transformer_dir / "tokenizer.json", staging / "tokenizer.json")
+    return {
+        "dim": layout.dim,
+        "max_seq_length": layout.max_seq_length,
+        "do_lower_case": layout.do_lower_case,
+        "input_names": input_names,
+        "pad_id": int(getattr(model.config, "pad_token_id", None) or 0),
+        "special_ids": _special_ids(layout),
+        "dense": _save_dense(layout, staging),
+    }
+
+
 def export_model(layout: ModelLayout, staging: Path, force_external_data: bool, external_bytes: int) -> dict[str, Any]:
-    """Write the fp32 graph, Dense weights and tokenizer into ``staging``; return the manifest body."""
+    """Write the fp32 ONNX graph, Dense weights and tokenizer into ``staging``; return the manifest body."""
     model = _load_transformer(layout)
     input_names = _input_names(model)
     external = force_external_data or _param_bytes(model) > external_bytes
@@ -158,17 +176,28 @@ def export_model(layout: ModelLayout, staging: Path, force_external_data: bool, 
     else:
         (raw_dir / MODEL_FILE).rename(staging / MODEL_FILE)
     shutil.rmtree(raw_dir)
-    shutil.copyfile(layout.transformer_dir / "tokenizer.json", staging / "tokenizer.json")
-    return {
-        "dim": layout.dim,
-        "max_seq_length": layout.max_seq_length,
-        "do_lower_case": layout.do_lower_case,
-        "input_names": input_names,
-        "pad_id": int(getattr(model.config, "pad_token_id", None) or 0),
-        "special_ids": _special_ids(layout),
-        "dense": _save_dense(layout, staging),
-        "external_data": external,
-    }
+    return {**_manifest_body(layout, model, input_names, staging), "graph_file": MODEL_FILE, "external_data": external}
+
+
+def export_torchscript(layout: ModelLayout, staging: Path, precision: str) -> dict[str, Any]:
+    """Write a frozen TorchScript trace of the transformer in ``precision`` (fp32 / bf16) into ``staging``.
+
+    Traced with eager attention on a (2, 8) example, as the ONNX export is: the graph keeps the
+    batch and sequence dimensions symbolic (the parity tests encode other shapes).
+    """
+    import torch
+
+    model = _load_transformer(layout)
+    if precision == "bf16":
+        model = model.to(torch.bfloat16)
+    input_names = _input_names(model)
+    example = tuple(torch.ones(2, 8, dtype=torch.long) for _ in input_names)
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer and deprecation chatter
+        traced = torch.jit.trace(_token_embeddings(model, input_names), example, check_trace=False)
+        frozen = torch.jit.freeze(traced)
+        torch.jit.save(frozen, str(staging / TORCHSCRIPT_FILE))
+    return {**_manifest_body(layout, model, input_names, staging), "graph_file": TORCHSCRIPT_FILE, "external_data": False}
 
 
 @contextlib.contextmanager

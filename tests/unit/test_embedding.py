@@ -74,21 +74,20 @@ def test_contract_dim_empty_and_normalised(t5_embedder, minilm_embedder):
     assert np.allclose([np.linalg.norm(r) for r in rows], 1.0, atol=1e-5)
 
 
-def test_batches_are_length_sorted_and_padded_to_their_longest_item(minilm_embedder):
+def test_batches_are_length_sorted_and_padded_to_their_longest_item(minilm_embedder, monkeypatch):
     """Dynamic padding, checked on the tensors the transformer actually receives (no timing)."""
-    transformer = minilm_embedder._model[0]  # the sentence-transformers Transformer module
+    engine = minilm_embedder.engine  # the cached trace: its runtime call gets the padded ids
     shapes: list[tuple[int, int]] = []
-    hook = transformer.register_forward_pre_hook(lambda module, args: shapes.append(tuple(args[0]["input_ids"].shape)))
-    try:
-        texts = [("word " * n).strip() for n in (3, 200, 5, 150, 4, 100, 6, 2)]
-        old = minilm_embedder.batch_size
-        minilm_embedder.batch_size = 2
-        try:
-            minilm_embedder.encode_documents(texts)
-        finally:
-            minilm_embedder.batch_size = old
-    finally:
-        hook.remove()
+    run = engine._run
+
+    def recording(feeds):
+        shapes.append(tuple(feeds["input_ids"].shape))
+        return run(feeds)
+
+    monkeypatch.setattr(engine, "_run", recording)
+    texts = [("word " * n).strip() for n in (3, 200, 5, 150, 4, 100, 6, 2)]
+    monkeypatch.setattr(engine, "batch_size", 2)
+    minilm_embedder.encode_documents(texts)
     lengths = [seq for _, seq in shapes]
     assert len(shapes) == 4 and all(batch == 2 for batch, _ in shapes)
     assert lengths == sorted(lengths, reverse=True)  # long with long, short with short

@@ -19,7 +19,9 @@ from milvus_ingest.chunking import TokenCounter
 from milvus_ingest.config import settings_from_dict, settings_with_overrides
 from milvus_ingest.encoders import measured
 from milvus_ingest.encoders.engines import combo_problem, decide_engine
-from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction
+from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction, resolve_model_path
+from milvus_ingest.encoders.torch_engine import TorchEngine
+from milvus_ingest.encoders.torchscript_engine import TorchScriptEncoder
 from milvus_ingest.errors import ConfigError, ModelError, UsageError
 from tests.support.corpus import FIXTURES, MINILM_MODEL, REPO, T5_MODEL
 
@@ -242,11 +244,19 @@ def test_bf16_agrees_with_fp32(functions, model):
     assert cosine.min() >= low and cosine.mean() >= mean, (cosine.min(), cosine.mean())
 
 
+def _sentence_transformers(functions: dict, model: str) -> TorchEngine:
+    """The model on sentence-transformers itself (fp32, CPU): the reference the exported engines follow."""
+    key = (model, "sentence-transformers", "fp32")
+    if key not in functions:
+        functions[key] = TorchEngine(resolve_model_path(REFERENCES[model][0]), "fp32", "cpu", batch_size=4)
+    return functions[key]
+
+
 @pytest.mark.parametrize("model", ["t5", "minilm"])
 def test_onnx_tokenizer_counts_like_the_torch_one(functions, model):
     from tokenizers import Tokenizer
 
-    onnx, torch_ef = _function(functions, model, "onnx", "fp32"), _function(functions, model, "torch", "fp32")
+    onnx, torch_ef = _function(functions, model, "onnx", "fp32"), _sentence_transformers(functions, model)
     assert isinstance(onnx.tokenizer, Tokenizer)
     assert onnx.max_seq_length == torch_ef.max_seq_length
     pairs, _ = _reference(REFERENCES[model][1])
@@ -264,6 +274,54 @@ def test_onnx_tokenizer_counts_like_the_torch_one(functions, model):
     assert len(onnx.tokenizer.encode(texts[-1]).ids) == onnx.max_seq_length  # the engine's copy truncates
 
 
+@pytest.mark.parametrize("model", ["t5", "minilm"])
+def test_torch_on_a_cpu_is_a_torchscript_trace_matching_the_reference(functions, model):
+    """torch fp32 on a CPU runs the cached trace; it matches the original vectors like ONNX does."""
+    ef = _function(functions, model, "torch", "fp32")
+    pairs, expected = _reference(REFERENCES[model][1])
+    assert isinstance(ef.engine, TorchScriptEncoder) and (ef.backend, ef.precision, ef.device) == ("torch", "fp32", "cpu")
+    assert ef.engine.entry.model_file.name == "model.pt"
+    assert np.abs(_grouped(ef, pairs) - expected).max() <= PARITY
+    for (instruction, text), row in zip(pairs, expected):
+        assert np.abs(ef.encode([text], instruction)[0] - row).max() <= PARITY
+
+
+@pytest.mark.parametrize("model", ["t5", "minilm"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_trace_agrees_with_sentence_transformers(functions, model, precision):
+    """Same texts, same instruction, batches of mixed lengths: the trace against sentence-transformers."""
+    trace, st = _function(functions, model, "torch", precision), _sentence_transformers(functions, model)
+    pairs, _ = _reference(REFERENCES[model][1])
+    texts = [t for _, t in pairs] + ["short", "a somewhat longer text " * 9, "word " * 600]
+    ours, theirs = trace.encode_array(texts, pairs[0][0]), st.encode_array(texts, pairs[0][0])
+    if precision == "fp32":
+        assert np.abs(ours - theirs).max() <= PARITY
+    else:
+        cosine = (ours.astype(np.float64) * theirs).sum(axis=1)
+        low, mean = BF16_BOUNDS[model]
+        assert cosine.min() >= low and cosine.mean() >= mean, (cosine.min(), cosine.mean())
+
+
+def test_sentence_transformers_options_keep_torch_on_sentence_transformers():
+    ef = InstructorEmbeddingFunction(str(T5_MODEL), device="cpu", backend="torch", precision="fp32", trust_remote_code=False)
+    assert isinstance(ef.engine, TorchEngine)
+
+
+def test_a_cached_torch_engine_imports_no_sentence_transformers(functions):
+    """A fresh process loads torch bf16 from the cached trace: no transformers, no sentence-transformers."""
+    _function(functions, "minilm", "torch", "bf16")
+    script = (
+        "import sys\n"
+        "from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction\n"
+        f"ef = InstructorEmbeddingFunction({MINILM_MODEL!r}, device='cpu', backend='torch', precision='bf16')\n"
+        "ef.encode_documents(['a document'])\n"
+        "print(type(ef.engine).__name__, sorted({'transformers', 'sentence_transformers', 'onnx'} & set(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "TorchScriptEncoder []", done.stdout
+
+
 def test_a_model_onnx_does_not_run_falls_back_to_torch_under_auto(tmp_path):
     folder = tmp_path / "cls-pooling"
     shutil.copytree(T5_MODEL, folder)
@@ -273,6 +331,7 @@ def test_a_model_onnx_does_not_run_falls_back_to_torch_under_auto(tmp_path):
     pooling.write_text(json.dumps(config))
     ef = InstructorEmbeddingFunction(str(folder), device="cpu", precision="fp32")
     assert ef.backend == "torch" and "ONNX engine" in ef.engine_info["reason"] and "mean only" in ef.engine_info["reason"]
+    assert isinstance(ef.engine, TorchEngine)  # nor the trace: sentence-transformers pools it
     with pytest.raises(ModelError, match="mean only"):
         InstructorEmbeddingFunction(str(folder), device="cpu", backend="onnx")
 

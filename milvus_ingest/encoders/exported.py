@@ -1,0 +1,154 @@
+"""What every engine over a cached export shares: tokenising, batching, pooling, Dense, L2.
+
+An ``ExportedEncoder`` computes what the sentence-transformers pipeline (Transformer → mean
+Pooling → Dense → Normalize) computes for Instructor models: the model sees ``instruction +
+text.strip()``, mean pooling skips the instruction's tokens (its token count without a trailing
+special token, as sentence-transformers' ``Pooling(include_prompt=False)`` counts), then the
+Dense modules and L2 normalisation.  Only the transformer itself runs in the runtime of the
+subclass: ONNX Runtime (``onnx_engine``) or TorchScript (``torchscript_engine``), from an entry
+of the export cache (``export``).  Tokenising is ``tokenizers``, the rest NumPy in float32.
+
+This module must never import torch, transformers, onnx or sentence-transformers, and never pad
+a batch beyond its longest item.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from milvus_ingest.encoders import export
+from milvus_ingest.encoders.layout import read_layout
+from milvus_ingest.errors import ModelError
+
+_ACTIVATIONS = {"identity": lambda x: x, "tanh": np.tanh}
+
+
+def _load_dense(entry: export.Entry) -> list[tuple[np.ndarray, np.ndarray | None, Any]]:
+    layers = []
+    for record in entry.manifest["dense"]:
+        bias = np.load(entry.folder / record["bias"]) if record["bias"] else None
+        layers.append((np.load(entry.folder / record["weight"]), bias, _ACTIVATIONS[record["activation"]]))
+    return layers
+
+
+class ExportedEncoder:
+    """Encodes texts with one instruction into ``(n, dim)`` float32 L2-normalised rows.
+
+    Subclasses set ``backend`` and implement ``_open(entry)`` (the runtime's handle on the graph;
+    raising there marks the cache entry corrupt, so it is rebuilt) and ``_run(feeds)`` (token
+    embeddings as float32 ``(batch, sequence, hidden)``).  ``variant`` names the cache entry.
+    """
+
+    backend = ""
+    device = "cpu"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        variant: str,
+        precision: str,
+        threads: int = 0,
+        batch_size: int = 32,
+        cache_dir: str | Path | None = None,
+        force_external_data: bool = False,
+        normalize: bool = True,
+    ):
+        if batch_size < 1 or threads < 0:
+            raise ModelError(f"batch_size must be >= 1 and threads >= 0 (got {batch_size}, {threads})")
+        layout = read_layout(model_path)
+        self.model_path = Path(model_path)
+        self.precision = precision
+        self.batch_size = batch_size
+        self.threads = threads
+        self._normalize = normalize or layout.normalize
+        self.entry, self._graph = export.open_entry(layout, variant, self._open, cache_dir, force_external_data)
+        manifest = self.entry.manifest
+        self._input_names: list[str] = manifest["input_names"]
+        self._pad_id = int(manifest["pad_id"])
+        self._special_ids = set(manifest["special_ids"])
+        self._lower = bool(manifest["do_lower_case"])
+        self._dense = _load_dense(self.entry)
+        self._dim = int(manifest["dim"])
+        self._max_seq_length = int(manifest["max_seq_length"])
+        self._tokenizer = self._load_tokenizer()
+        self._prompt_lengths: dict[str, int] = {}
+
+    # -- what a runtime provides ----------------------------------------------------------
+    def _open(self, entry: export.Entry) -> Any:
+        raise NotImplementedError
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    # -- the rest -----------------------------------------------------------------------
+    def _load_tokenizer(self) -> Any:
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(self.entry.folder / "tokenizer.json"))
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length=self._max_seq_length, strategy="longest_first")
+        return tokenizer
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def max_seq_length(self) -> int:
+        return self._max_seq_length
+
+    @property
+    def tokenizer(self) -> Any:
+        """The ``tokenizers.Tokenizer``, truncating at ``max_seq_length``, not padding."""
+        return self._tokenizer
+
+    def prompt_length(self, instruction: str) -> int:
+        """The instruction's tokens that pooling skips: all but a trailing special token."""
+        if instruction not in self._prompt_lengths:
+            ids = self._tokenizer.encode(self._prepare(instruction)).ids
+            self._prompt_lengths[instruction] = len(ids) - (1 if ids and ids[-1] in self._special_ids else 0)
+        return self._prompt_lengths[instruction]
+
+    def _prepare(self, text: str) -> str:
+        return text.lower() if self._lower else text
+
+    def encode_array(self, texts: list[str], instruction: str = "") -> np.ndarray:
+        """Rows in input order; batches are length-sorted and padded to their longest item."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        skip = self.prompt_length(instruction) if instruction else 0
+        encodings = self._tokenizer.encode_batch([self._prepare(instruction + str(t).strip()) for t in texts])
+        order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            out[index] = self._encode_batch([encodings[i] for i in index], skip)
+        return out
+
+    def _encode_batch(self, encodings: list[Any], skip: int) -> np.ndarray:
+        width = max(len(e.ids) for e in encodings)
+        ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
+        types = np.zeros_like(ids)
+        mask = np.zeros_like(ids)
+        for row, encoding in enumerate(encodings):
+            ids[row, : len(encoding.ids)] = encoding.ids
+            types[row, : len(encoding.ids)] = encoding.type_ids
+            mask[row, : len(encoding.ids)] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        tokens = self._run({name: feeds[name] for name in self._input_names})
+        return self._pool(tokens, mask, skip)
+
+    def _pool(self, tokens: np.ndarray, mask: np.ndarray, skip: int) -> np.ndarray:
+        """Mean over the text's tokens (right padding: the instruction comes first), Dense, L2."""
+        weights = mask.astype(np.float32)
+        weights[:, :skip] = 0.0
+        vectors = np.einsum("bsh,bs->bh", tokens, weights) / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
+        for weight, bias, activation in self._dense:
+            vectors = activation(vectors @ weight.T + (0.0 if bias is None else bias))
+        if not self._normalize:
+            return vectors.astype(np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)

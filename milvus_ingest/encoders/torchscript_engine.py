@@ -1,0 +1,73 @@
+"""The torch engine on a CPU without sentence-transformers: a cached TorchScript trace.
+
+Importing sentence-transformers (and through it transformers' model code) costs 5-10 s before a
+single chunk is encoded; torch alone costs 1-3 s.  So on a CPU the torch engine runs the
+transformer as a TorchScript trace (``torch.jit``, torch's own serialised-graph runtime), made
+once per model and precision by ``torch_export.export_torchscript`` into the export cache (keyed
+like the ONNX entries), in fp32 or bf16 (native on AVX512-BF16 / AMX CPUs).  Tokenising, pooling
+(instruction excluded), Dense and normalising are ``exported.ExportedEncoder``'s, in float32.
+
+The trace computes what the model computes in eager torch (tested against the reference vectors
+and against sentence-transformers); models the layout check refuses, GPUs and
+sentence-transformers options stay on ``torch_engine.TorchEngine``.  This module imports torch
+when an engine is built, never transformers or sentence-transformers for a cached model.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from milvus_ingest.encoders import export
+from milvus_ingest.encoders.exported import ExportedEncoder
+from milvus_ingest.errors import ModelError
+
+PRECISIONS = ("fp32", "bf16")
+#: Cache entry names of the traces, by precision.
+VARIANTS = {"fp32": "torchscript-fp32", "bf16": "torchscript-bf16"}
+
+
+class TorchScriptEncoder(ExportedEncoder):
+    """``encode_array(texts, instruction)`` → ``(n, dim)`` float32 rows, on a TorchScript trace.
+
+    ``threads`` sets torch's intra-op threads (0 keeps torch's default); the other arguments are
+    ``OnnxEncoder``'s.
+    """
+
+    backend = "torch"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        precision: str = "fp32",
+        threads: int = 0,
+        batch_size: int = 32,
+        cache_dir: str | Path | None = None,
+        normalize: bool = True,
+    ):
+        if precision not in PRECISIONS:
+            raise ModelError(f"TorchScript precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        import torch
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        super().__init__(model_path, VARIANTS[precision], precision, threads, batch_size, cache_dir, False, normalize)
+
+    def _open(self, entry: export.Entry) -> Any:
+        import torch
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TorchScript's deprecation notice is not the user's business
+            module = torch.jit.load(str(entry.model_file), map_location="cpu")
+        return module.eval()
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        import torch
+
+        inputs = [torch.from_numpy(feeds[name]) for name in self._input_names]
+        with torch.inference_mode():
+            tokens = self._graph(*inputs)
+        return tokens.float().numpy()
