@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from milvus_ingest.errors import ConfigError
@@ -35,6 +35,13 @@ _SPLITTERS: tuple[re.Pattern[str], ...] = (
 )
 
 
+#: Tokens that joining a context line and a chunk with a blank line can add beyond their own
+#: counts (the newlines as tokens in byte-level BPE; none in WordPiece or SentencePiece).
+JOIN_SLACK = 4
+#: Characters per token that surely hold a token: the window the overlap tail is tokenized in.
+TAIL_CHARS_PER_TOKEN = 12
+
+
 @dataclass(frozen=True)
 class Chunk:
     """A piece of one source: ``text == source_text[start:end]`` in characters of the extracted
@@ -45,6 +52,9 @@ class Chunk:
     end: int
     section: str = ""
     page: int = 0
+    #: The model's token count of the instruction + this text with special tokens, as the chunker's
+    #: exact check counted it (0: not counted).  Not part of the chunk's identity.
+    tokens: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -109,7 +119,11 @@ class Chunker:
         if len(offsets) > self.context_tokens - 1:
             prefix = prefix[: offsets[self.context_tokens - 2][1]]
         text = f"{prefix}\n\n{chunk.text}"
-        if self.max_seq_length and self.counter.count_with_specials([self.instruction + text])[0] > self.max_seq_length:
+        if not self.max_seq_length:
+            return text
+        if chunk.tokens and chunk.tokens + min(len(offsets), self.context_tokens - 1) + JOIN_SLACK <= self.max_seq_length:
+            return text  # safely within the limit: no second tokenization needed
+        if self.counter.count_with_specials([self.instruction + text])[0] > self.max_seq_length:
             return chunk.text
         return text
 
@@ -118,8 +132,8 @@ class Chunker:
         """Chunks of ``text``; offsets are shifted by ``base_offset`` (a block's place in a file)."""
         units = self._units(text, 0, len(text), 0)
         spans = self._pack(text, units)
-        spans = self._enforce_limits(text, spans)
-        return [Chunk(text[s:e], s + base_offset, e + base_offset) for s, e in spans]
+        counted = self._enforce_limits(text, spans)
+        return [Chunk(text[s:e], s + base_offset, e + base_offset, tokens=n) for (s, e), n in counted]
 
     def chunk_document(self, blocks: Iterable[Block]) -> Iterator[Chunk]:
         """Chunks of a document's blocks in order (offsets into their concatenated text), each with
@@ -145,7 +159,9 @@ class Chunker:
 
     def _chunk_block(self, block: Block, base_offset: int) -> list[Chunk]:
         section = SECTION_SEPARATOR.join(block.section)
-        return [Chunk(c.text, c.start, c.end, section, block.page) for c in self.chunk_text(block.text, base_offset)]
+        return [
+            Chunk(c.text, c.start, c.end, section, block.page, c.tokens) for c in self.chunk_text(block.text, base_offset)
+        ]
 
     def chunk_blocks(self, blocks: Iterable[tuple[int, str]]) -> Iterator[Chunk]:
         """Chunk a file given as ``(char_offset, text)`` blocks (see ``readers.text.iter_text_blocks``)."""
@@ -234,11 +250,11 @@ class Chunker:
             return tail
         # No whole unit fits: repeat the last tokens of the last unit, from a token boundary.
         last = chunk[-1]
-        offsets = [(a, b) for a, b in self.counter.offsets(text[last.start : last.end]) if b > a]
+        base, offsets = self._tail_offsets(text, last, budget)
         if len(offsets) <= 1:
             return []
         take = min(budget, len(offsets) - 1)
-        a = last.start + offsets[-take][0]
+        a = base + offsets[-take][0]
         if a > last.start and not text[a - 1].isspace() and " " in text[a : last.end]:
             a += text[a : last.end].index(" ")  # start the overlap at a word, not inside one
         a, b = _strip(text, a, last.end)
@@ -246,17 +262,30 @@ class Chunker:
             return []
         return [_Unit(a, b, take)]
 
-    def _enforce_limits(self, text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        """Exact check with the instruction and special tokens; re-cut the rare overflow."""
+    def _tail_offsets(self, text: str, unit: _Unit, budget: int) -> tuple[int, list[tuple[int, int]]]:
+        """Token offsets of the end of ``unit`` (relative to the returned base): a window of its last
+        characters, wide enough for ``budget`` + 1 tokens and one more to spare (the window's first
+        token may be a piece of a word), or the whole unit where the window is not."""
+        base = max(unit.start, unit.end - TAIL_CHARS_PER_TOKEN * (budget + 2))
+        while True:
+            offsets = [(a, b) for a, b in self.counter.offsets(text[base : unit.end]) if b > a]
+            if base == unit.start or len(offsets) >= budget + 2:
+                return base, offsets[1:] if base > unit.start else offsets
+            base = unit.start
+
+    def _enforce_limits(self, text: str, spans: list[tuple[int, int]]) -> list[tuple[tuple[int, int], int]]:
+        """Exact check with the instruction and special tokens; re-cut the rare overflow.
+
+        Returns each span with its exact count (0 where no limit is set)."""
         if self.max_seq_length is None:
-            return spans
+            return [(span, 0) for span in spans]
         counts = self.counter.count_with_specials([self.instruction + text[a:b] for a, b in spans])
         if all(n <= self.max_seq_length for n in counts):
-            return spans
-        fixed: list[tuple[int, int]] = []
+            return list(zip(spans, counts))
+        fixed: list[tuple[tuple[int, int], int]] = []
         for (a, b), n in zip(spans, counts):
             if n <= self.max_seq_length:
-                fixed.append((a, b))
+                fixed.append(((a, b), n))
                 continue
             smaller = Chunker(
                 self.counter,
