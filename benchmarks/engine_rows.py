@@ -108,4 +108,4 @@ def format_engine_rows(rows: list[dict[str, Any]], peer_loop: float | None) -> s
         table.append([r["engine"] + (" (auto)" if r["auto"] else ""), r["chunks_per_second"],
                       f"{r['vs_torch_fp32']:.2f}×", vs_peer, delta, f"{r['cosine_min']:.4f}", f"{r['cosine_mean']:.5f}"])
     return format_rows(["engine", "chunks/s (encode)", "× torch fp32", "× peers' fp32 loop",
-                        "nDCG@10 Δ (worst set)", "cos min", "cos mean"], table)
+                        "nDCG@10 Δ to fp32 (worst set, − = loss)", "cos min", "cos mean"], table)

@@ -198,8 +198,9 @@ def decide_engine(
     return chosen(*choose_engine(feats, on_gpu[0], quality, speed, on_gpu[1]))
 
 
-def onnx_problem(path: str | Path) -> str | None:
-    """Why the ONNX engine cannot run this model folder (its layout check), or None."""
+def export_problem(path: str | Path) -> str | None:
+    """Why the exported engines (ONNX, the TorchScript trace) cannot run this model folder (its
+    layout check), or None."""
     from milvus_ingest.encoders.layout import read_layout
 
     try:
@@ -251,7 +252,7 @@ def _torchscript_engine(
     """torch on a CPU as a cached TorchScript trace (starts without sentence-transformers), or
     None where the model's layout is not one the trace reproduces or the trace cannot be made:
     then sentence-transformers runs it, as it always did."""
-    problem = onnx_problem(path)
+    problem = export_problem(path)
     if problem:
         log.info("model %s runs on sentence-transformers: %s", label or path, problem)
         return None

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from milvus_ingest.encoders.engines import EngineChoice, build_engine, decide_engine, onnx_problem
+from milvus_ingest.encoders.engines import EngineChoice, build_engine, decide_engine, export_problem
 from milvus_ingest.encoders.presets import MILVUS_DOC_INSTRUCTION, MILVUS_QUERY_INSTRUCTION, resolve_instructions
 from milvus_ingest.errors import ModelError
 
@@ -126,7 +126,7 @@ class InstructorEmbeddingFunction:
         path = resolve_model_path(model_name)
         choice = decide_engine(model_name, backend, precision, device, for_queries)
         if choice.backend == "onnx" and backend == "auto" and precision in ("auto", "fp32"):
-            problem = onnx_problem(path)
+            problem = export_problem(path)
             if problem:  # a model the ONNX engine does not reproduce: torch runs it as it always did
                 fallback = decide_engine(model_name, "torch", precision, device, for_queries)
                 choice = EngineChoice(

@@ -36,17 +36,32 @@ _AXES = {0: "batch", 1: "sequence"}
 def _load_transformer(layout: ModelLayout) -> Any:
     """The folder's transformer in fp32 eval mode: the T5 encoder alone for T5 models."""
     from transformers import AutoConfig, AutoModel, T5EncoderModel
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()  # its notes on config keys it ignores are not the user's business
-    hf_logging.disable_progress_bar()  # nor a weight-loading bar in the middle of an ingest's output
     path = str(layout.transformer_dir)
     try:
-        config = AutoConfig.from_pretrained(path)
-        cls = T5EncoderModel if config.model_type in _T5_TYPES else AutoModel
-        return cls.from_pretrained(path, attn_implementation="eager", dtype="float32").eval()
+        with _quiet_transformers():
+            config = AutoConfig.from_pretrained(path)
+            cls = T5EncoderModel if config.model_type in _T5_TYPES else AutoModel
+            return cls.from_pretrained(path, attn_implementation="eager", dtype="float32").eval()
     except Exception as exc:  # noqa: BLE001 - any loader failure is one ModelError line
-        raise ModelError(f"model {layout.folder} could not be loaded for ONNX export: {exc}") from None
+        raise ModelError(f"model {layout.folder} could not be loaded for export: {exc}") from None
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Any:
+    """Hold back transformers' notes on config keys it ignores and its weight-loading bar (in the
+    middle of an ingest's output), then restore the caller's settings."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
 
 
 def _token_embeddings(model: Any, input_names: list[str]) -> Any:

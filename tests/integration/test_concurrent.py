@@ -107,7 +107,7 @@ def test_a_second_ingest_is_refused_in_one_line_while_the_lease_is_held(server, 
         finally:
             lease.release()
     done = run_module("flows.ingest", str(corpus), "--config", str(config), "--no-flow", "--json")
-    assert done.returncode == 0 and json.loads(done.stdout)["new"] == 2
+    assert done.returncode == 0 and json.loads(done.stdout)["new"] == 2, done.stderr
 
 
 def test_shards_of_one_split_write_together(server, tmp_path):
