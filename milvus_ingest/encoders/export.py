@@ -183,10 +183,8 @@ def build_entry(layout: ModelLayout, precision: str, folder: Path, force_externa
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
     try:
         log.info("exporting %s (%s, once) to %s", layout.folder, precision, folder)
-        if precision.startswith(TORCHSCRIPT_PREFIX):
-            manifest = _export_torchscript(layout, staging, precision)
-        elif precision == "fp32":
-            manifest = _export(layout, staging, force_external_data)
+        if precision == "fp32" or precision.startswith(TORCHSCRIPT_PREFIX):
+            manifest = _export(layout, staging, precision, force_external_data)
         else:
             manifest = _quantize_from_fp32(layout, staging, precision, folder.parent, force_external_data)
         manifest["files"] = {p.name: p.stat().st_size for p in sorted(staging.iterdir())}
@@ -199,18 +197,14 @@ def build_entry(layout: ModelLayout, precision: str, folder: Path, force_externa
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _export(layout: ModelLayout, staging: Path, force_external_data: bool) -> dict[str, Any]:
+def _export(layout: ModelLayout, staging: Path, variant: str, force_external_data: bool) -> dict[str, Any]:
+    """The fp32 ONNX graph or a TorchScript trace, straight from the model folder (torch + transformers)."""
     from milvus_ingest.encoders import torch_export
 
-    manifest = torch_export.export_model(layout, staging, force_external_data, EXTERNAL_DATA_BYTES)
-    manifest.update(format=FORMAT_VERSION, precision="fp32", source=str(layout.folder), tools=_tool_versions())
-    return manifest
-
-
-def _export_torchscript(layout: ModelLayout, staging: Path, variant: str) -> dict[str, Any]:
-    from milvus_ingest.encoders import torch_export
-
-    manifest = torch_export.export_torchscript(layout, staging, variant.removeprefix(TORCHSCRIPT_PREFIX))
+    if variant.startswith(TORCHSCRIPT_PREFIX):
+        manifest = torch_export.export_torchscript(layout, staging, variant.removeprefix(TORCHSCRIPT_PREFIX))
+    else:
+        manifest = torch_export.export_model(layout, staging, force_external_data, EXTERNAL_DATA_BYTES)
     manifest.update(format=FORMAT_VERSION, precision=variant, source=str(layout.folder), tools=_tool_versions())
     return manifest
 

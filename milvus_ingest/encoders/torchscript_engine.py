@@ -52,6 +52,7 @@ class TorchScriptEncoder(ExportedEncoder):
             raise ModelError(f"TorchScript precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         import torch
 
+        self._torch = torch  # imported once here, not per batch in ``_run``
         if threads > 0:
             torch.set_num_threads(threads)
         super().__init__(model_path, VARIANTS[precision], precision, threads, batch_size, cache_dir, False, normalize)
@@ -65,8 +66,7 @@ class TorchScriptEncoder(ExportedEncoder):
         return module.eval()
 
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        import torch
-
+        torch = self._torch
         inputs = [torch.from_numpy(feeds[name]) for name in self._input_names]
         with torch.inference_mode():
             tokens = self._graph(*inputs)
