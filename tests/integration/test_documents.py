@@ -327,8 +327,8 @@ def test_a_large_pdf_keeps_memory_bounded_during_an_ingest(lite, tmp_path, t5_em
     ingested: pages are parsed one at a time, pypdf's cached page streams are dropped, and chunks
     leave through bounded queues.  Counted with tracemalloc in the pipeline's own code and pypdf
     (Milvus Lite keeps the rows it is given in memory, as a server keeps them on its side).
-    Measured: ~0.2 KB per page (pypdf's page dictionaries); ~2.8 KB per page when pypdf kept
-    every page's decoded stream."""
+    Measured: ~0.2 KB per page (pypdf's page dictionaries) plus up to ~50 KB in flight when a
+    sample lands mid-page; ~2.8 KB per page when pypdf kept every page's decoded stream."""
     import gc
     import tracemalloc
 
@@ -354,7 +354,10 @@ def test_a_large_pdf_keeps_memory_bounded_during_an_ingest(lite, tmp_path, t5_em
     assert report.exit_code == 0 and report.chunks >= len(pages) and len(samples) == 3
     (chunks_early, early), (chunks_late, late) = samples[0], max(samples[1:], key=lambda s: s[1])
     pages_between = (chunks_late - chunks_early) * len(pages) / report.chunks
-    assert late - early < 512 * max(pages_between, 1) + 16_384, (early, late, pages_between)
+    # The constant is what is in flight at a sample, whatever the page count: a page mid-decode
+    # (pypdf's inflate buffers, a font's cmap: up to ~50 KB measured) and the bounded chunk window.
+    # A per-page leak shows in the slope: pypdf keeping every decoded stream adds ~300 KB here.
+    assert late - early < 512 * max(pages_between, 1) + 65_536, (early, late, pages_between)
 
 
 PIPELINE_CODE = ("*/milvus_ingest/readers/*", "*/milvus_ingest/reading.py", "*/milvus_ingest/chunking.py",
