@@ -35,8 +35,11 @@ def bare_loop_rankings(
         raise ConfigError(
             "the bare-loop baseline needs langchain-text-splitters: pip install -e '.[eval]' (or --no-baseline)"
         ) from None
-    from pymilvus import MilvusClient
     from sentence_transformers import SentenceTransformer
+
+    from milvus_ingest.store.connect import import_pymilvus
+
+    MilvusClient = import_pymilvus().MilvusClient
 
     started = time.perf_counter()
     model = SentenceTransformer(model_path, device="cpu")

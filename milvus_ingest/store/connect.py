@@ -10,16 +10,48 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from milvus_ingest.config import MilvusSettings, debug_enabled
 from milvus_ingest.errors import StoreError
 
 
+#: What pymilvus reads from the environment (and a ``.env`` file) when it is imported.
+PYMILVUS_IMPORT_ENV = ("MILVUS_URI", "MILVUS_DEFAULT_CONNECTION")
+
+
+def import_pymilvus() -> ModuleType:
+    """pymilvus, imported without its import-time parse of ``MILVUS_URI``.
+
+    Importing pymilvus builds its ORM's default connection from ``MILVUS_URI`` (or
+    ``MILVUS_DEFAULT_CONNECTION``, or either from a ``.env`` file) and raises unless it is
+    ``http[s]://host:port``, so ``MILVUS_URI=./milvus.db``, a Milvus Lite folder that this
+    pipeline's environment override accepts, would fail every run at the import.  Nothing here
+    uses that ORM default (the URI reaches ``MilvusClient`` from the settings), so the variables
+    are blanked for the import only and restored.  Call it before any other pymilvus import.
+    """
+    if "pymilvus" in sys.modules:
+        return sys.modules["pymilvus"]
+    saved = {name: os.environ.get(name) for name in PYMILVUS_IMPORT_ENV}
+    try:
+        for name in PYMILVUS_IMPORT_ENV:
+            os.environ[name] = ""  # set, so a .env file cannot fill it in either (dotenv keeps set values)
+        import pymilvus
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return pymilvus
+
+
 def connect(settings: MilvusSettings) -> Any:
     """A connected ``MilvusClient`` for ``settings``, or a ``StoreError`` naming the cause."""
-    from pymilvus import MilvusClient
+    MilvusClient = import_pymilvus().MilvusClient
 
     _quiet_lite_noise()
     if settings.is_lite:

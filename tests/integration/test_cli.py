@@ -51,6 +51,21 @@ def test_exit_codes_without_prefect(tmp_path):
     assert usage.returncode == 2
 
 
+def test_milvus_uri_from_the_environment_may_be_a_lite_folder(tmp_path):
+    """pymilvus parses MILVUS_URI when imported and refuses anything but http(s)://: a Lite folder
+    there (our environment override) must still work, for ingest and search alike."""
+    corpus = write_corpus(tmp_path / "corpus", {"ark.txt": "Noah built the ark of gopher wood."})
+    config = write_config(tmp_path / "c.yaml", str(tmp_path / "from-config.db"))
+    lite = str(tmp_path / "from-env.db")
+    ingest = run_module("flows.ingest", str(corpus), "--config", str(config), "--no-flow", "--json", MILVUS_URI=lite)
+    assert ingest.returncode == 0, ingest.stderr
+    assert json.loads(ingest.stdout)["new"] == 1
+    assert (tmp_path / "from-env.db").is_dir() and not (tmp_path / "from-config.db").exists()
+    found = run_module("flows.search", "Who built the ark?", "--config", str(config), "--json", MILVUS_URI=lite)
+    assert found.returncode == 0, found.stderr
+    assert "ark.txt" in json.loads(found.stdout.splitlines()[0])["hits"][0]["source"]
+
+
 def test_config_and_model_errors_are_one_line(tmp_path):
     corpus = write_corpus(tmp_path / "corpus", {"a.txt": "text"})
     bad_key = tmp_path / "bad.yaml"
