@@ -9,6 +9,7 @@ validate their arguments before paying for those.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import os
@@ -108,6 +109,11 @@ def run_cli(main: Callable[[], int], one_off: bool = True) -> None:
         code = 3
     end_child_processes()
     sys.stdout.flush()
+    # The work is done and every atexit hook (Milvus Lite's close, logging's flush) still runs;
+    # what remains is the interpreter's final garbage collections over everything pymilvus
+    # imported (pandas, pyarrow, grpc): 0.2-0.3 s of a 1.5-2 s command, for memory the OS takes
+    # back anyway.  Frozen objects are left out of those passes (``gc.freeze``).
+    gc.freeze()
     sys.exit(code)
 
 
