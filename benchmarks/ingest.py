@@ -156,7 +156,7 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
     default_threads = torch.get_num_threads()
     with measure() as load_phase:
         from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction
-        from milvus_ingest.ingest import WINDOW_BATCHES, IngestOptions, Ingestor, run_ingest
+        from milvus_ingest.ingest import IngestOptions, Ingestor, run_ingest
         from milvus_ingest.ingest.report import StageTimes
         from milvus_ingest.ingest.stream import timed_blocks
         from milvus_ingest.readers import UnreadableDocument
@@ -226,7 +226,7 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
 
     counter = TokenCounter(ef.tokenizer)
     token_counts = counter.count_with_specials([ef.doc_instruction + t.strip() for t in texts])
-    window = m.batch_size * WINDOW_BATCHES
+    window = m.batch_size * m.window_batches
     padding = [p.as_dict() for p in padding_reports(token_counts, [len(ef.doc_instruction + t.strip()) for t in texts],
                                                    m.batch_size, window)]
 

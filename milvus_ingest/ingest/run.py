@@ -43,9 +43,10 @@ from milvus_ingest.store import MilvusStore, SourceMark
 from milvus_ingest.store.lease import NoLease, WriteLease, acquire_lease
 from milvus_ingest.store.state import rows_accounted_for
 
-#: Chunks handed to the encoder at once; the encoder sorts them by length and pads each of its
-#: batches to the longest item, so a wide window means little padding.
-WINDOW_BATCHES = 8
+#: The default of ``model.window_batches``: batches handed to the encoder per call.  Measured
+#: (torch bf16, 1,129 chunks, 2-core AMX box): windows of 8 batches (256 chunks) encoded 6-8%
+#: slower than one call over all the chunks, windows of 32 (1,024) as fast as one call.
+WINDOW_BATCHES = 32
 
 
 class Ingestor:
@@ -215,7 +216,7 @@ class Ingestor:
             return WriteResult()
         self.lease.check()
         self.prepare_collection(need_model=True)
-        window = max(1, self.settings.model.batch_size * WINDOW_BATCHES)
+        window = max(1, self.settings.model.batch_size * self.settings.model.window_batches)
         return write_stream(
             plans, self.chunker, self.embedder, self.store, self.times, window, self.progress, self.overlap_writes
         )

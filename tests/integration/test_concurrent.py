@@ -35,7 +35,7 @@ def server(milvus_server_process):
 def _config(tmp_path, server, name="c.yaml", **milvus):
     return write_config(
         tmp_path / name, server.uri, unique_name(), milvus={"token": server.token, "timeout": 60, **milvus},
-        model={"threads": 1},
+        model={"threads": 1, "window_batches": 8},  # several encoder windows: a crash lands mid-run
     )
 
 

@@ -19,7 +19,7 @@ from tests.support.cli_support import run_module, write_config
 from tests.support.corpus import mutate_corpus, sample_corpus
 from tests.support.snapshots import snapshot
 
-SMALL_BATCHES = {"model": {"batch_size": 2}, "milvus": {"write_batch_rows": 4}}
+SMALL_BATCHES = {"model": {"batch_size": 2, "window_batches": 8}, "milvus": {"write_batch_rows": 4}}
 
 
 @pytest.mark.parametrize(

@@ -347,7 +347,7 @@ def test_a_large_pdf_keeps_memory_bounded_during_an_ingest(lite, tmp_path, t5_em
 
     tracemalloc.start(1)
     try:
-        settings = lite.settings(model__batch_size=2)  # a window of 16 chunks: a sample every ~5 pages
+        settings = lite.settings(model__batch_size=2, model__window_batches=8)  # 16 chunks: a sample every ~5 pages
         report = run_ingest(settings, [str(corpus)], embedder=t5_embedder, progress=progress)
     finally:
         tracemalloc.stop()

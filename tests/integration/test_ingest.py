@@ -160,6 +160,22 @@ def test_writes_are_split_by_bytes(backend, tmp_path, t5_embedder, monkeypatch):
     assert sum(n for _, n in calls) > len(calls)  # at least one batch became several requests
 
 
+def test_the_encoder_gets_windows_of_window_batches_batches(lite, tmp_path, t5_embedder, monkeypatch):
+    """``model.window_batches`` × ``batch_size`` chunks per encoder call (the last one the rest)."""
+    corpus = sample_corpus(tmp_path / "corpus", paragraphs=8)
+    sizes: list[int] = []
+    original = type(t5_embedder).encode_array
+
+    def counting(self, texts, instruction=""):
+        sizes.append(len(texts))
+        return original(self, texts, instruction)
+
+    monkeypatch.setattr(type(t5_embedder), "encode_array", counting)
+    report = run_ingest(lite.settings(model__batch_size=2, model__window_batches=3), [str(corpus)], embedder=t5_embedder)
+    assert sum(sizes) == report.chunks and len(sizes) > 2
+    assert all(size == 6 for size in sizes[:-1]) and 0 < sizes[-1] <= 6
+
+
 def test_unsupported_index_type_is_refused_up_front(backend, tmp_path, t5_embedder):
     corpus = sample_corpus(tmp_path / "corpus")
     settings = backend.settings(milvus__index_type="DISKANN")

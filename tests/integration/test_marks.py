@@ -21,7 +21,7 @@ from tests.support.scan_plan import both_plans, decisions
 from tests.support.snapshots import clean_snapshot, snapshot
 
 #: Sources span several windows (16 chunks) and requests (4 rows): every crash point is mid-source.
-SMALL = {"model__batch_size": 2, "milvus__write_batch_rows": 4}
+SMALL = {"model__batch_size": 2, "model__window_batches": 8, "milvus__write_batch_rows": 4}
 
 
 class Crash(Exception):

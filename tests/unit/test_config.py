@@ -67,6 +67,7 @@ def test_configured_instruction_overrides_the_preset_even_when_empty():
         ({"chunking": {"chunk_tokens": 64, "overlap_tokens": 64}}, "overlap_tokens"),
         ({"model": {"device": "gpu"}}, "model.device"),
         ({"model": {"batch_size": 0}}, "model.batch_size"),
+        ({"model": {"window_batches": 0}}, "model.window_batches"),
     ],
 )
 def test_bad_keys_and_values_name_the_key(data, expected):
