@@ -16,13 +16,12 @@ from milvus_ingest.ingest.plan import (
     shard_of,
 )
 from milvus_ingest.ingest.report import IngestReport, StageTimes
-from milvus_ingest.ingest.run import WINDOW_BATCHES, Ingestor, StepRunner, run_ingest, run_step_directly
+from milvus_ingest.ingest.run import Ingestor, StepRunner, run_ingest, run_step_directly
 from milvus_ingest.ingest.stream import ProgressCallback, WriteResult
 from milvus_ingest.store import chunk_id
 
 __all__ = [
     "CHUNKER_VERSION",
-    "WINDOW_BATCHES",
     "IngestOptions",
     "IngestPlan",
     "IngestReport",

@@ -43,11 +43,6 @@ from milvus_ingest.store import MilvusStore, SourceMark
 from milvus_ingest.store.lease import NoLease, WriteLease, acquire_lease
 from milvus_ingest.store.state import rows_accounted_for
 
-#: The default of ``model.window_batches``: batches handed to the encoder per call.  Measured
-#: (torch bf16, 1,129 chunks, 2-core AMX box): windows of 8 batches (256 chunks) encoded 6-8%
-#: slower than one call over all the chunks, windows of 32 (1,024) as fast as one call.
-WINDOW_BATCHES = 32
-
 
 class Ingestor:
     """Holds the store and (lazily) the model for one or more ingest steps of a run."""
