@@ -92,7 +92,7 @@ class ModelSettings(_Strict):
     query_instruction: str | None = None
     batch_size: int = Field(default=32, ge=1, le=4096)
     #: Batches handed to the encoder per call.  It sorts them by token count, so a wider window
-    #: pads a little less (3,047 chunks: 8 batches 7.0% padding slots, 32 batches 6.0%, the whole
+    #: pads a little less (3,047 chunks: 8 batches 7.7% padding slots, 32 batches 6.0%, the whole
     #: corpus 5.7%), but a Ctrl-C redoes up to a window, sources commit a window later, and two
     #: windows of texts and vectors are held: 8 keeps that to seconds of encoding on a CPU.
     window_batches: int = Field(default=8, ge=1, le=1024)
