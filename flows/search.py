@@ -88,7 +88,8 @@ def answer_questions(
     """Search all questions in one batch; with ``budget_tokens``, build each one's context block."""
     if budget_tokens is not None and (isinstance(budget_tokens, bool) or budget_tokens < 1):
         raise ConfigError(f"--budget must be a positive number of tokens, got {budget_tokens!r}")
-    with Searcher(settings) as searcher:
+    # The question encoder loads on a second thread while Milvus is connected to; BM25 needs none.
+    with Searcher(settings, preload=(mode or settings.search.mode) != "bm25") as searcher:
         mode = searcher.mode(mode)  # a mode the collection cannot serve is refused before any model loads
         results = searcher.search(questions, top_k, filter_expr, output_fields or (), mode=mode)
         counter = None

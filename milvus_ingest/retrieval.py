@@ -50,9 +50,12 @@ class Searcher:
     """One collection, checked once, and (lazily) the query encoder for it.
 
     ``encoder`` reuses a loaded model (anything with ``encode_array(texts, instruction)``, ``dim``
-    and ``model_name``); otherwise the configured model is loaded on the first search with the
-    engine for questions (``InstructorEmbeddingFunction(for_queries=True)``: ONNX Runtime fp32
-    under ``model.backend: auto``, no torch import once the model's export is cached).
+    and ``model_name``); otherwise the configured model is loaded with the engine for questions
+    (``InstructorEmbeddingFunction(for_queries=True)``: ONNX Runtime fp32 under ``model.backend:
+    auto``, no torch import once the model's export is cached): with ``preload`` (the default)
+    on a second thread while Milvus is connected to and the collection checked, where it needs
+    no import (``encoders.preload``), else on the first search.  Pass ``preload=False`` when
+    only BM25 searches follow: they need no model.
     """
 
     def __init__(
@@ -60,9 +63,15 @@ class Searcher:
         settings: Settings,
         encoder: Any = None,
         store: MilvusStore | None = None,
+        preload: bool = True,
     ):
         self.settings = settings
         self._own_store = store is None
+        self._preload: Any = None
+        if encoder is None and preload:
+            from milvus_ingest.encoders.preload import QueryEncoderPreload
+
+            self._preload = QueryEncoderPreload(settings.model)
         # A private copy of the Milvus settings: the metric is set to the collection's below.
         self.store = store or MilvusStore(settings.milvus.model_copy(deep=True))
         self._encoder = encoder
@@ -118,7 +127,10 @@ class Searcher:
     @property
     def encoder(self) -> Any:
         if self._encoder is None:
-            encoder = load_query_encoder(self.settings.model, self.query_instruction)
+            preloaded, self._preload = self._preload.result() if self._preload else None, None
+            if preloaded is not None:
+                preloaded.set_query_instruction(self.query_instruction)
+            encoder = preloaded or load_query_encoder(self.settings.model, self.query_instruction)
             _check_dim(encoder, self.meta, self.store.collection, self.settings.model.name)
             self._encoder = encoder
         return self._encoder
@@ -280,7 +292,7 @@ def search_questions(
     """Open the configured collection, search every question in one batch, close; hits per question.
 
     ``mode`` is dense, bm25, hybrid or auto (``search.mode`` when None)."""
-    with Searcher(settings, encoder=encoder) as searcher:
+    with Searcher(settings, encoder=encoder, preload=(mode or settings.search.mode) != "bm25") as searcher:
         return searcher.search(questions, top_k, filter_expr, output_fields, search_params, mode)
 
 

@@ -158,6 +158,11 @@ class InstructorEmbeddingFunction:
             for_queries=for_queries,
         )
 
+    def set_query_instruction(self, instruction: str) -> None:
+        """Encode questions with ``instruction`` from now on (a collection's own, as recorded on it)."""
+        self.instructions = resolve_instructions(self.model_name, self.doc_instruction, instruction)
+        self.query_instruction = self.instructions.query
+
     # -- properties ---------------------------------------------------------------------
     @property
     def batch_size(self) -> int:

@@ -23,6 +23,11 @@ from milvus_ingest.errors import ModelError
 PRECISIONS = ("fp32", "int8")
 
 
+def variant_for(precision: str) -> str:
+    """The export cache's name for ``precision`` here: ``fp32``, or int8 with this CPU's weight scheme."""
+    return precision if precision == "fp32" else f"int8-{int8_scheme(cpu_features())}"
+
+
 class OnnxEncoder(ExportedEncoder):
     """``encode_array(texts, instruction)`` → ``(n, dim)`` float32 rows, on ONNX Runtime.
 
@@ -48,7 +53,7 @@ class OnnxEncoder(ExportedEncoder):
     ):
         if precision not in PRECISIONS:
             raise ModelError(f"ONNX precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-        variant = precision if precision == "fp32" else f"int8-{int8_scheme(cpu_features())}"
+        variant = variant_for(precision)
         super().__init__(
             model_path, variant, variant, threads, batch_size, cache_dir, force_external_data, normalize
         )

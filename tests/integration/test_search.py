@@ -171,6 +171,42 @@ def test_questions_encoded_on_onnx_match_the_ingest_vectors(ingested, t5_embedde
     assert [[h.id for h in row] for row in hits] == [[h.id for h in row] for row in expected]
 
 
+def test_the_question_encoder_loads_on_a_thread_while_milvus_is_checked(ingested, t5_onnx, monkeypatch):
+    """With the export cached, the encoder is loaded beside the connection, then set to the
+    collection's query instruction; the hits are those of an encoder loaded on the spot."""
+    import threading
+
+    from milvus_ingest.encoders.instructor import InstructorEmbeddingFunction
+
+    settings, _ = ingested
+    other = settings.model_copy(deep=True)
+    other.model.query_instruction = "Represent a different question:"
+    loads: list[str] = []
+    original = InstructorEmbeddingFunction.from_settings.__func__
+
+    def spy(cls, *args, **kwargs):
+        loads.append(threading.current_thread().name)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(InstructorEmbeddingFunction, "from_settings", classmethod(spy))
+    with Searcher(other) as searcher:
+        hits = searcher.search(QUESTIONS, top_k=3, mode="dense")
+        assert searcher.encoder.query_instruction == "Represent the sample question for retrieval:"
+    with Searcher(other, preload=False) as searcher:
+        on_the_spot = searcher.search(QUESTIONS, top_k=3, mode="dense")
+    assert loads == ["query-encoder-preload", "MainThread"]
+    assert [[h.id for h in row] for row in hits] == [[h.id for h in row] for row in on_the_spot]
+    for row, same in zip(hits, on_the_spot):
+        assert [h.score for h in row] == pytest.approx([h.score for h in same], rel=1e-6)
+    if settings.milvus.is_lite:  # Lite has BM25; BM25 needs no model: none is loaded, on a thread or otherwise
+        loads.clear()
+        assert search_questions(settings, QUESTIONS, top_k=1, mode="bm25")[0]
+        from flows.search import answer_questions
+
+        assert answer_questions(settings, QUESTIONS, top_k=1, mode="bm25")[0].hits
+        assert loads == []
+
+
 def test_a_collection_written_in_fp32_takes_int8_rows_and_int8_questions(backend, tmp_path):
     """The collection records the model and instructions, not the precision: engines mix freely."""
     corpus = sample_corpus(tmp_path / "corpus")
