@@ -122,8 +122,7 @@ class Ingestor:
             loaded = need_model or self._embedder is not None
             dim = self.embedder.dim if loaded else (stored.dim if stored else 0)
             need_model = loaded
-            store.check_compatible(collection_meta(self.settings, dim), for_writing=True)
-            store.load()
+            store.open_for_writing(collection_meta(self.settings, dim))
             created = False
         else:
             _ = self.chunker  # built now: the chunk budget is checked before anything is created

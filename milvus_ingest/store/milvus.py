@@ -20,12 +20,11 @@ import numpy as np
 
 from milvus_ingest.config import MilvusSettings
 from milvus_ingest.errors import CollectionMismatchError, ConfigError, StoreError
-from milvus_ingest.store import capabilities, state
+from milvus_ingest.store import capabilities, indexes, state
 from milvus_ingest.store.connect import connect
 from milvus_ingest.store.retry import with_retries
 from milvus_ingest.store.schema import (
     BM25_TEXT_FIELD,
-    SPARSE_FIELD,
     META_PROPERTY,
     CollectionMeta,
     SourceState,
@@ -119,32 +118,22 @@ class MilvusStore:
     def ensure_collection(self, meta: CollectionMeta) -> bool:
         """Create the collection for ``meta``, or check that the existing one matches; True if created."""
         if self.exists():
-            self.check_compatible(meta, for_writing=True)
-            self.load()
+            self.open_for_writing(meta)
             return False
         self.check_index_type(meta.dim)
         meta = self._with_bm25(meta)
         schema = build_schema(meta)
-        index_params = self.client.prepare_index_params()
-        index_params.add_index(
-            field_name="vector",
-            index_type=self.settings.index_type,
-            metric_type=self.settings.metric_type,
-            params=dict(self.settings.index_params),
-        )
-        if meta.bm25:
-            index_params.add_index(field_name=SPARSE_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         self._call(
             lambda: self.client.create_collection(
                 self.collection,
                 schema=schema,
-                index_params=index_params,
                 consistency_level="Strong",
                 properties={META_PROPERTY: meta.to_json()},
                 timeout=self.settings.timeout,
             ),
             f"creating collection {self.collection!r}",
         )
+        indexes.ensure_indexes(self, meta, new=True)
         self.meta = meta
         self.load()
         return True
@@ -190,6 +179,14 @@ class MilvusStore:
                 "written; rebuild it with --full --recreate, or set milvus.bm25: auto"
             )
         self.meta = stored
+        return stored
+
+    def open_for_writing(self, meta: CollectionMeta) -> CollectionMeta:
+        """Check the existing collection against ``meta``, put back an index a killed run left
+        out (``indexes``), load it; the collection's own record."""
+        stored = self.check_compatible(meta, for_writing=True)
+        indexes.ensure_indexes(self, stored, new=False)
+        self.load()
         return stored
 
     def load(self) -> None:
