@@ -14,14 +14,22 @@ an index that exists: its type and parameters are the ones the collection was bu
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from milvus_ingest.config import MilvusSettings
 from milvus_ingest.store.schema import SPARSE_FIELD, CollectionMeta
 
-if TYPE_CHECKING:
-    from milvus_ingest.store.milvus import MilvusStore
-
 log = logging.getLogger(__name__)
+
+
+class MilvusStore(Protocol):
+    """What this module needs of ``milvus.MilvusStore`` (named apart to keep imports one-way)."""
+
+    settings: MilvusSettings
+    client: Any
+    collection: str
+
+    def _call(self, fn: Any, what: str) -> Any: ...
 
 
 def wanted_indexes(store: MilvusStore, meta: CollectionMeta) -> list[tuple[str, dict[str, Any]]]:
