@@ -212,7 +212,8 @@ class Ingestor:
         self.prepare_collection(need_model=True)
         window = max(1, self.settings.model.batch_size * self.settings.model.window_batches)
         return write_stream(
-            plans, self.chunker, self.embedder, self.store, self.times, window, self.progress, self.overlap_writes
+            plans, self.chunker, self.embedder, self.store, self.times, window, self.progress, self.overlap_writes,
+            first_window=self.settings.model.batch_size,
         )
 
     def remove_sources(self, sources: dict[str, SourceMark]) -> list[str]:

@@ -205,8 +205,12 @@ def write_stream(
     window_size: int,
     progress: ProgressCallback | None = None,
     overlap_writes: bool = True,
+    first_window: int = 0,
 ) -> WriteResult:
     """Chunk, encode and write these sources; returns chunks per source and the failures.
+
+    Windows grow from ``first_window`` chunks (one batch; 0: ``window_size``) by doubling up to
+    ``window_size``, so the model starts once one batch is chunked instead of a whole window.
 
     Each source ends with its stale tail deleted and then its commit mark (chunk 0's
     ``n_chunks``) written, in that order (see the module docstring), so a crash anywhere leaves
@@ -228,6 +232,7 @@ def write_stream(
     done_chunks = 0
     window: list[_ChunkItem | _EndItem] = []
     in_window = 0
+    target = min(window_size, first_window) if first_window > 0 else window_size
     try:
         finished = False
         while not finished:
@@ -245,10 +250,10 @@ def write_stream(
             else:
                 window.append(item)
                 in_window += isinstance(item, _ChunkItem)
-            if window and (finished or in_window >= window_size):
+            if window and (finished or in_window >= target):
                 done_chunks += _flush(window, plans, ef, writer, first_rows, counts, times)
                 done_bytes += sum(plans[w.plan_index].size for w in window if isinstance(w, _EndItem))
-                window, in_window = [], 0
+                window, in_window, target = [], 0, min(window_size, target * 2)
                 if progress:
                     progress(done_bytes, total_bytes, done_chunks)
                 fault_point("between_batches")

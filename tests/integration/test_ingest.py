@@ -161,7 +161,8 @@ def test_writes_are_split_by_bytes(backend, tmp_path, t5_embedder, monkeypatch):
 
 
 def test_the_encoder_gets_windows_of_window_batches_batches(lite, tmp_path, t5_embedder, monkeypatch):
-    """``model.window_batches`` × ``batch_size`` chunks per encoder call (the last one the rest)."""
+    """``model.window_batches`` × ``batch_size`` chunks per encoder call (the last one the rest),
+    after a ramp from one batch (doubling), so the model starts once one batch is chunked."""
     corpus = sample_corpus(tmp_path / "corpus", paragraphs=8)
     sizes: list[int] = []
     original = type(t5_embedder).encode_array
@@ -172,8 +173,9 @@ def test_the_encoder_gets_windows_of_window_batches_batches(lite, tmp_path, t5_e
 
     monkeypatch.setattr(type(t5_embedder), "encode_array", counting)
     report = run_ingest(lite.settings(model__batch_size=2, model__window_batches=3), [str(corpus)], embedder=t5_embedder)
-    assert sum(sizes) == report.chunks and len(sizes) > 2
-    assert all(size == 6 for size in sizes[:-1]) and 0 < sizes[-1] <= 6
+    assert sum(sizes) == report.chunks and len(sizes) > 4
+    assert sizes[:2] == [2, 4]  # one batch, two, then the window of three
+    assert all(size == 6 for size in sizes[2:-1]) and 0 < sizes[-1] <= 6
 
 
 def test_unsupported_index_type_is_refused_up_front(backend, tmp_path, t5_embedder):
