@@ -19,7 +19,6 @@ thread is raised there, in the caller's thread.
 
 from __future__ import annotations
 
-import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -29,10 +28,8 @@ from milvus_ingest.encoders.engines import decide_engine
 from milvus_ingest.encoders.instructor import PACKAGE_SCHEME, InstructorEmbeddingFunction, resolve_model_path
 from milvus_ingest.encoders.layout import read_layout
 
-log = logging.getLogger(__name__)
 
-
-def _local_model_path(name: str) -> str | None:
+def _local_model_path(name: str) -> str:
     """The model's folder without a download: a folder, ``package://``, or the local hub cache."""
     if name.startswith(PACKAGE_SCHEME) or Path(name).expanduser().exists():
         return resolve_model_path(name)
@@ -48,8 +45,6 @@ def cached_query_export(model: Any) -> Path | None:
         return None
     try:
         path = _local_model_path(model.name)
-        if path is None:
-            return None
         choice = decide_engine(model.name, model.backend, model.precision, model.device, for_queries=True)
         if choice.backend != "onnx":
             return None
