@@ -40,23 +40,28 @@ def _sorted_like_st(indices: Sequence[int], char_lengths: Sequence[int]) -> list
 
 
 def padding_report(
-    policy: str, token_counts: Sequence[int], char_lengths: Sequence[int], batch_size: int, window: int | None
+    policy: str, token_counts: Sequence[int], char_lengths: Sequence[int], batch_size: int, window: int | None,
+    first_window: int = 0,
 ) -> PaddingReport:
     """Replay one policy.
 
     ``window`` None: batches in arrival order (a plain loop of ``encode(batch)`` calls, where
     sorting inside one batch changes nothing).  ``window`` N: each run of N chunks is sorted by
-    character length and cut into batches (the pipeline).  ``window`` 0: the whole corpus in one
+    character length and cut into batches (the pipeline, whose windows grow from ``first_window``
+    by doubling up to N, as ``ingest.stream`` cuts them).  ``window`` 0: the whole corpus in one
     call (the ceiling).
     """
     n = len(token_counts)
     if window is None:
         batches = _batches(range(n), batch_size)
     else:
-        size = window or n or 1
+        limit = window or n or 1
+        size = min(limit, first_window) if first_window > 0 else limit
         batches = []
-        for start in range(0, n, size):
+        start = 0
+        while start < n:
             batches += _batches(_sorted_like_st(range(start, min(n, start + size)), char_lengths), batch_size)
+            start, size = start + size, min(limit, size * 2)
     tokens = sum(token_counts)
     slots = sum(max(token_counts[i] for i in b) * len(b) for b in batches if b)
     return PaddingReport(policy, len(batches), tokens, slots)
@@ -66,6 +71,7 @@ def padding_reports(token_counts: Sequence[int], char_lengths: Sequence[int], ba
     """The three policies the benchmark compares: plain loop, the pipeline's windows, one call."""
     return [
         padding_report(f"arrival order, batches of {batch_size} (plain loop)", token_counts, char_lengths, batch_size, None),
-        padding_report(f"sorted windows of {window} (pipeline)", token_counts, char_lengths, batch_size, window),
+        padding_report(f"sorted windows of {window}, from {batch_size} (pipeline)", token_counts, char_lengths,
+                       batch_size, window, first_window=batch_size),
         padding_report("whole corpus sorted (ceiling)", token_counts, char_lengths, batch_size, 0),
     ]

@@ -43,6 +43,9 @@ def test_padding_policies_on_known_counts():
     assert windowed.slots == arrival.slots  # a window of one batch sorts nothing useful
     assert 0 < whole.waste < windowed.waste
     assert [r.policy for r in padding_reports(counts, chars, 4, 8)][1].startswith("sorted windows of 8")
+    # The pipeline's ramp: windows of 2, 4, then 2 (the rest): [100, 10] [10, 10, 90, 10] [10, 10].
+    ramp = padding_report("ramp", counts, chars, batch_size=2, window=4, first_window=2)
+    assert (ramp.batches, ramp.slots) == (4, 2 * 100 + 2 * 90 + 2 * 10 + 2 * 10)
 
 
 def test_generated_corpus_is_deterministic_and_sized(tmp_path):
