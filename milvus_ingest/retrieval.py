@@ -127,7 +127,8 @@ class Searcher:
     @property
     def encoder(self) -> Any:
         if self._encoder is None:
-            preloaded, self._preload = self._preload.result() if self._preload else None, None
+            preload, self._preload = self._preload, None  # taken once: a failed preload is not retried
+            preloaded = preload.result() if preload is not None else None
             if preloaded is not None:
                 preloaded.set_query_instruction(self.query_instruction)
             encoder = preloaded or load_query_encoder(self.settings.model, self.query_instruction)

@@ -5,6 +5,7 @@ Model: the tiny T5 Instructor in tests/fixtures, exported once per module into a
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -76,8 +77,6 @@ def test_no_preload_without_the_export_or_the_model_at_hand(tmp_path, monkeypatc
 
 
 def test_a_broken_cache_entry_is_left_to_the_load_on_the_spot(cache, tmp_path, monkeypatch):
-    import shutil
-
     copy = tmp_path / "cache"
     shutil.copytree(cache, copy)
     monkeypatch.setenv("MILVUS_INGEST_CACHE", str(copy))
