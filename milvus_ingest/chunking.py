@@ -18,7 +18,7 @@ from typing import Any
 
 from milvus_ingest.errors import ConfigError
 from milvus_ingest.readers import Block
-from milvus_ingest.tokens import TokenCounter, check_chunk_budget, instruction_tokens
+from milvus_ingest.tokens import TokenCounter, TokenSpans, check_chunk_budget, instruction_tokens
 
 __all__ = ["Chunk", "Chunker", "TokenCounter", "check_chunk_budget", "context_line", "instruction_tokens"]
 
@@ -38,8 +38,6 @@ _SPLITTERS: tuple[re.Pattern[str], ...] = (
 #: Tokens that joining a context line and a chunk with a blank line can add beyond their own
 #: counts (the newlines as tokens in byte-level BPE; none in WordPiece or SentencePiece).
 JOIN_SLACK = 4
-#: Characters per token that surely hold a token: the window the overlap tail is tokenized in.
-TAIL_CHARS_PER_TOKEN = 12
 
 
 @dataclass(frozen=True)
@@ -130,9 +128,10 @@ class Chunker:
     # -- public -------------------------------------------------------------------------
     def chunk_text(self, text: str, base_offset: int = 0) -> list[Chunk]:
         """Chunks of ``text``; offsets are shifted by ``base_offset`` (a block's place in a file)."""
-        units = self._units(text, 0, len(text), 0)
-        spans = self._pack(text, units)
-        counted = self._enforce_limits(text, spans)
+        tokens = self.counter.spans(text, _split(text, 0, len(text), _SPLITTERS[0]))
+        units = self._units(text, tokens, 0, len(text), 0)
+        spans = self._pack(text, tokens, units)
+        counted = self._enforce_limits(text, tokens, spans)
         return [Chunk(text[s:e], s + base_offset, e + base_offset, tokens=n) for (s, e), n in counted]
 
     def chunk_document(self, blocks: Iterable[Block]) -> Iterator[Chunk]:
@@ -172,24 +171,23 @@ class Chunker:
     def _fits(self, text: str, start: int, end: int, tokens: int) -> bool:
         return tokens <= self.chunk_tokens and _utf8_len(text, start, end) <= self.max_bytes
 
-    def _units(self, text: str, start: int, end: int, level: int) -> list[_Unit]:
+    def _units(self, text: str, tokens: TokenSpans, start: int, end: int, level: int) -> list[_Unit]:
         """Stripped spans within [start, end), each within both limits."""
         if level >= len(_SPLITTERS):
-            return self._token_windows(text, start, end)
-        pieces = _split(text, start, end, _SPLITTERS[level])
-        counts = self.counter.count([text[a:b] for a, b in pieces])
+            return self._token_windows(text, tokens, start, end)
         units: list[_Unit] = []
-        for (a, b), n in zip(pieces, counts):
+        for a, b in _split(text, start, end, _SPLITTERS[level]):
+            n = tokens.count(a, b)
             if self._fits(text, a, b, n):
                 units.append(_Unit(a, b, n))
             else:
-                units.extend(self._units(text, a, b, level + 1))
+                units.extend(self._units(text, tokens, a, b, level + 1))
         return units
 
-    def _token_windows(self, text: str, start: int, end: int) -> list[_Unit]:
+    def _token_windows(self, text: str, tokens: TokenSpans, start: int, end: int) -> list[_Unit]:
         """Last resort for a span with no usable boundary: windows of whole tokens, overlapping."""
         piece = text[start:end]
-        offsets = [(a, b) for a, b in self.counter.offsets(piece) if b > a]
+        offsets = [(a - start, b - start) for a, b in tokens.within(start, end)]
         if not offsets:
             return _byte_windows(text, start, end, self.max_bytes)
         units: list[_Unit] = []
@@ -213,26 +211,26 @@ class Chunker:
         return units
 
     # -- packing ------------------------------------------------------------------------
-    def _pack(self, text: str, units: list[_Unit]) -> list[tuple[int, int]]:
+    def _pack(self, text: str, tokens: TokenSpans, units: list[_Unit]) -> list[tuple[int, int]]:
         """Greedily join units into chunks; each new chunk starts with an overlap tail."""
         spans: list[tuple[int, int]] = []
         current: list[_Unit] = []
-        tokens = 0
+        size = 0
         for unit in units:
             if current and (
-                tokens + unit.tokens > self.chunk_tokens
+                size + unit.tokens > self.chunk_tokens
                 or _utf8_len(text, current[0].start, unit.end) > self.max_bytes
             ):
                 spans.append((current[0].start, current[-1].end))
-                current = self._overlap_tail(text, current, unit)
-                tokens = sum(u.tokens for u in current)
+                current = self._overlap_tail(text, tokens, current, unit)
+                size = sum(u.tokens for u in current)
             current.append(unit)
-            tokens += unit.tokens
+            size += unit.tokens
         if current:
             spans.append((current[0].start, current[-1].end))
         return spans
 
-    def _overlap_tail(self, text: str, chunk: list[_Unit], following: _Unit) -> list[_Unit]:
+    def _overlap_tail(self, text: str, tokens: TokenSpans, chunk: list[_Unit], following: _Unit) -> list[_Unit]:
         """The end of a finished chunk that the next chunk repeats, within the overlap budget."""
         if self.overlap_tokens <= 0:
             return []
@@ -250,11 +248,11 @@ class Chunker:
             return tail
         # No whole unit fits: repeat the last tokens of the last unit, from a token boundary.
         last = chunk[-1]
-        base, offsets = self._tail_offsets(text, last, budget)
+        offsets = tokens.within(last.start, last.end, last=budget + 1)
         if len(offsets) <= 1:
             return []
         take = min(budget, len(offsets) - 1)
-        a = base + offsets[-take][0]
+        a = offsets[-take][0]
         if a > last.start and not text[a - 1].isspace() and " " in text[a : last.end]:
             a += text[a : last.end].index(" ")  # start the overlap at a word, not inside one
         a, b = _strip(text, a, last.end)
@@ -262,18 +260,9 @@ class Chunker:
             return []
         return [_Unit(a, b, take)]
 
-    def _tail_offsets(self, text: str, unit: _Unit, budget: int) -> tuple[int, list[tuple[int, int]]]:
-        """Token offsets of the end of ``unit`` (relative to the returned base): a window of its last
-        characters, wide enough for ``budget`` + 1 tokens and one more to spare (the window's first
-        token may be a piece of a word), or the whole unit where the window is not."""
-        base = max(unit.start, unit.end - TAIL_CHARS_PER_TOKEN * (budget + 2))
-        while True:
-            offsets = [(a, b) for a, b in self.counter.offsets(text[base : unit.end]) if b > a]
-            if base == unit.start or len(offsets) >= budget + 2:
-                return base, offsets[1:] if base > unit.start else offsets
-            base = unit.start
-
-    def _enforce_limits(self, text: str, spans: list[tuple[int, int]]) -> list[tuple[tuple[int, int], int]]:
+    def _enforce_limits(
+        self, text: str, tokens: TokenSpans, spans: list[tuple[int, int]]
+    ) -> list[tuple[tuple[int, int], int]]:
         """Exact check with the instruction and special tokens; re-cut the rare overflow.
 
         Returns each span with its exact count (0 where no limit is set)."""
@@ -295,9 +284,9 @@ class Chunker:
                 self.instruction,
                 None,
             )
-            inner = smaller._pack(text, smaller._units(text, a, b, 0))
+            inner = smaller._pack(text, tokens, smaller._units(text, tokens, a, b, 0))
             smaller.max_seq_length = self.max_seq_length
-            fixed.extend(smaller._enforce_limits(text, inner))
+            fixed.extend(smaller._enforce_limits(text, tokens, inner))
         return fixed
 
 

