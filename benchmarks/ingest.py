@@ -203,9 +203,9 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
             cut_source: list[BenchChunk] = []
             times = StageTimes()  # what the reader takes, apart from what the chunker takes
             t0 = time.perf_counter()
-            for c in chunker.chunk_document(timed_blocks(blocks, times)):
-                # what the pipeline embeds: the chunk after its context line (``Chunker.with_context``)
-                cut_source.append(BenchChunk(chunker.with_context(c, document.title), source.source, len(cut_source)))
+            for c in chunker.chunk_document(timed_blocks(blocks, times), document.title):
+                # what the pipeline embeds: the chunk after its context line (``Chunk.embedded``)
+                cut_source.append(BenchChunk(c.embedded or c.text, source.source, len(cut_source)))
                 pages.add(c.page)
             chunk_s += time.perf_counter() - t0 - times.read
             reader["seconds"] += times.read

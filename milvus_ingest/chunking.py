@@ -11,11 +11,11 @@ chunk.  This module must never load a model or touch Milvus: it needs only the m
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from milvus_ingest.boundaries import SPLITTERS, byte_windows, split_spans, strip_span, utf8_len
 from milvus_ingest.errors import ConfigError
 from milvus_ingest.readers import Block
 from milvus_ingest.tokens import TokenCounter, TokenSpans, check_chunk_budget, instruction_tokens
@@ -24,16 +24,6 @@ __all__ = ["Chunk", "Chunker", "TokenCounter", "check_chunk_budget", "context_li
 
 #: Joins a block's heading path into the chunk's ``section`` ("Installation > On Linux").
 SECTION_SEPARATOR = " > "
-
-#: Boundaries tried in order, coarsest first.  Sentence ends include CJK full stops, which are
-#: not followed by a space.
-_SPLITTERS: tuple[re.Pattern[str], ...] = (
-    re.compile(r"\n[ \t\r\f\v]*\n\s*"),
-    re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？；])\s*"),
-    re.compile(r"\n\s*"),
-    re.compile(r"(?<=[,;:、，])\s*|\s+"),
-)
-
 
 #: Tokens that joining a context line and a chunk with a blank line can add beyond their own
 #: counts (the newlines as tokens in byte-level BPE; none in WordPiece or SentencePiece).
@@ -50,9 +40,15 @@ class Chunk:
     end: int
     section: str = ""
     page: int = 0
-    #: The model's token count of the instruction + this text with special tokens, as the chunker's
-    #: exact check counted it (0: not counted).  Not part of the chunk's identity.
+    #: The model's token count of the instruction + ``embedded`` with special tokens, as the
+    #: chunker's exact check counted it (0: not counted).  Not part of the chunk's identity.
     tokens: int = field(default=0, compare=False)
+    #: What the model embeds (and BM25 indexes): the chunk after its clipped context line, or the
+    #: chunk alone ("" where the chunker was not given a document's context).
+    embedded: str = field(default="", compare=False)
+    #: The exact check's tokens of instruction + ``embedded`` (a ``tokenizers.Encoding``), which an
+    #: encoder tokenizing the same way can use instead of tokenizing again (None: not made).
+    encoding: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -104,41 +100,36 @@ class Chunker:
         #: Tokens of title and section path embedded before each chunk (0: the chunk alone).
         self.context_tokens = context_tokens
 
-    def with_context(self, chunk: Chunk, title: str) -> str:
-        """What the model embeds (and BM25 indexes) for ``chunk``: its ``context_line`` clipped to
-        ``context_tokens`` - 1 tokens, a blank line, then the chunk's text.
-
-        The chunk itself is never cut for its context: the budget reserved ``context_tokens``, and
-        should a merge across the join still overflow the model's limit, the chunk goes alone."""
-        prefix = context_line(title, chunk.section) if self.context_tokens > 1 else ""
-        if not prefix:
-            return chunk.text
-        offsets = self.counter.offsets(prefix)
-        if len(offsets) > self.context_tokens - 1:
-            prefix = prefix[: offsets[self.context_tokens - 2][1]]
-        text = f"{prefix}\n\n{chunk.text}"
-        if not self.max_seq_length:
-            return text
-        if chunk.tokens and chunk.tokens + min(len(offsets), self.context_tokens - 1) + JOIN_SLACK <= self.max_seq_length:
-            return text  # safely within the limit: no second tokenization needed
-        if self.counter.count_with_specials([self.instruction + text])[0] > self.max_seq_length:
-            return chunk.text
-        return text
+    def context_prefix(self, title: str, section: str) -> str:
+        """The ``context_line`` of a title and section, clipped to ``context_tokens`` - 1 tokens
+        ("" when contextual embedding is off or there is nothing to say)."""
+        prefix = context_line(title, section) if self.context_tokens > 1 else ""
+        if prefix:
+            offsets = self.counter.offsets(prefix)
+            if len(offsets) > self.context_tokens - 1:
+                prefix = prefix[: offsets[self.context_tokens - 2][1]].rstrip()
+        return prefix
 
     # -- public -------------------------------------------------------------------------
-    def chunk_text(self, text: str, base_offset: int = 0) -> list[Chunk]:
-        """Chunks of ``text``; offsets are shifted by ``base_offset`` (a block's place in a file)."""
-        tokens = self.counter.spans(text, _split(text, 0, len(text), _SPLITTERS[0]))
+    def chunk_text(self, text: str, base_offset: int = 0, prefix: str = "") -> list[Chunk]:
+        """Chunks of ``text``; offsets are shifted by ``base_offset`` (a block's place in a file).
+
+        With ``prefix`` (a ``context_prefix``) each chunk's ``embedded`` text is the prefix, a
+        blank line and the chunk, where that fits the model, else the chunk alone."""
+        tokens = self.counter.spans(text, split_spans(text, 0, len(text), SPLITTERS[0]))
         units = self._units(text, tokens, 0, len(text), 0)
         spans = self._pack(text, tokens, units)
-        counted = self._enforce_limits(text, tokens, spans)
-        return [Chunk(text[s:e], s + base_offset, e + base_offset, tokens=n) for (s, e), n in counted]
+        return [
+            Chunk(text[s:e], s + base_offset, e + base_offset, tokens=n, embedded=embedded, encoding=encoding)
+            for (s, e), n, embedded, encoding in self._enforce_limits(text, tokens, spans, prefix)
+        ]
 
-    def chunk_document(self, blocks: Iterable[Block]) -> Iterator[Chunk]:
+    def chunk_document(self, blocks: Iterable[Block], title: str = "") -> Iterator[Chunk]:
         """Chunks of a document's blocks in order (offsets into their concatenated text), each with
-        its block's section path and page.  A block holding only its heading (``# Guide`` right
-        before ``## Install``) goes in front of the next block when that is a subsection of it on
-        the same page, so the heading lands with the text it introduces rather than alone."""
+        its block's section path and page, and embedded after its ``title``/section context.  A
+        block holding only its heading (``# Guide`` right before ``## Install``) goes in front of
+        the next block when that is a subsection of it on the same page, so the heading lands with
+        the text it introduces rather than alone."""
         offset = 0
         held: tuple[Block, int] | None = None  # a heading-only block and its offset
         for block in blocks:
@@ -148,19 +139,18 @@ class Chunker:
                 if block.section[: len(parent.section)] == parent.section and block.page == parent.page:
                     block, start = Block(parent.text + block.text, block.section, block.page), parent_start
                 else:
-                    yield from self._chunk_block(parent, parent_start)
+                    yield from self._chunk_block(parent, parent_start, title)
             if block.section and block.text.strip() == block.section[-1]:
                 held = (block, start)
             else:
-                yield from self._chunk_block(block, start)
+                yield from self._chunk_block(block, start, title)
         if held is not None:
-            yield from self._chunk_block(*held)
+            yield from self._chunk_block(*held, title)
 
-    def _chunk_block(self, block: Block, base_offset: int) -> list[Chunk]:
+    def _chunk_block(self, block: Block, base_offset: int, title: str) -> list[Chunk]:
         section = SECTION_SEPARATOR.join(block.section)
-        return [
-            Chunk(c.text, c.start, c.end, section, block.page, c.tokens) for c in self.chunk_text(block.text, base_offset)
-        ]
+        chunks = self.chunk_text(block.text, base_offset, self.context_prefix(title, section))
+        return [Chunk(c.text, c.start, c.end, section, block.page, c.tokens, c.embedded, c.encoding) for c in chunks]
 
     def chunk_blocks(self, blocks: Iterable[tuple[int, str]]) -> Iterator[Chunk]:
         """Chunk a file given as ``(char_offset, text)`` blocks (see ``readers.text.iter_text_blocks``)."""
@@ -169,14 +159,14 @@ class Chunker:
 
     # -- splitting ----------------------------------------------------------------------
     def _fits(self, text: str, start: int, end: int, tokens: int) -> bool:
-        return tokens <= self.chunk_tokens and _utf8_len(text, start, end) <= self.max_bytes
+        return tokens <= self.chunk_tokens and utf8_len(text, start, end) <= self.max_bytes
 
     def _units(self, text: str, tokens: TokenSpans, start: int, end: int, level: int) -> list[_Unit]:
         """Stripped spans within [start, end), each within both limits."""
-        if level >= len(_SPLITTERS):
+        if level >= len(SPLITTERS):
             return self._token_windows(text, tokens, start, end)
         units: list[_Unit] = []
-        for a, b in _split(text, start, end, _SPLITTERS[level]):
+        for a, b in split_spans(text, start, end, SPLITTERS[level]):
             n = tokens.count(a, b)
             if self._fits(text, a, b, n):
                 units.append(_Unit(a, b, n))
@@ -189,7 +179,7 @@ class Chunker:
         piece = text[start:end]
         offsets = [(a - start, b - start) for a, b in tokens.within(start, end)]
         if not offsets:
-            return _byte_windows(text, start, end, self.max_bytes)
+            return [_Unit(a, b, 1) for a, b in byte_windows(text, start, end, self.max_bytes)]
         units: list[_Unit] = []
         i = 0
         step_back = self.overlap_tokens
@@ -199,10 +189,10 @@ class Chunker:
             while j > i + 1 and len(piece[offsets[i][0] : offsets[j - 1][1]].encode("utf-8")) > self.max_bytes:
                 j = i + max(1, (j - i) // 2)
             a, b = start + offsets[i][0], start + offsets[j - 1][1]
-            a, b = _strip(text, a, b)
+            a, b = strip_span(text, a, b)
             if b > a:
-                if _utf8_len(text, a, b) > self.max_bytes:
-                    units.extend(_byte_windows(text, a, b, self.max_bytes))
+                if utf8_len(text, a, b) > self.max_bytes:
+                    units.extend(_Unit(s, e, 1) for s, e in byte_windows(text, a, b, self.max_bytes))
                 else:
                     units.append(_Unit(a, b, j - i))
             if j >= len(offsets):
@@ -219,7 +209,7 @@ class Chunker:
         for unit in units:
             if current and (
                 size + unit.tokens > self.chunk_tokens
-                or _utf8_len(text, current[0].start, unit.end) > self.max_bytes
+                or utf8_len(text, current[0].start, unit.end) > self.max_bytes
             ):
                 spans.append((current[0].start, current[-1].end))
                 current = self._overlap_tail(text, tokens, current, unit)
@@ -238,7 +228,7 @@ class Chunker:
         tail: list[_Unit] = []
         used = 0
         for unit in reversed(chunk):
-            if used + unit.tokens > budget or _utf8_len(text, unit.start, following.end) > self.max_bytes:
+            if used + unit.tokens > budget or utf8_len(text, unit.start, following.end) > self.max_bytes:
                 break
             tail.insert(0, unit)
             used += unit.tokens
@@ -255,81 +245,48 @@ class Chunker:
         a = offsets[-take][0]
         if a > last.start and not text[a - 1].isspace() and " " in text[a : last.end]:
             a += text[a : last.end].index(" ")  # start the overlap at a word, not inside one
-        a, b = _strip(text, a, last.end)
-        if b <= a or _utf8_len(text, a, following.end) > self.max_bytes:
+        a, b = strip_span(text, a, last.end)
+        if b <= a or utf8_len(text, a, following.end) > self.max_bytes:
             return []
         return [_Unit(a, b, take)]
 
     def _enforce_limits(
-        self, text: str, tokens: TokenSpans, spans: list[tuple[int, int]]
-    ) -> list[tuple[tuple[int, int], int]]:
-        """Exact check with the instruction and special tokens; re-cut the rare overflow.
+        self, text: str, tokens: TokenSpans, spans: list[tuple[int, int]], prefix: str = ""
+    ) -> list[tuple[tuple[int, int], int, str, Any]]:
+        """Exact check of what is embedded, with the instruction and special tokens: the chunk
+        after its context, else (should that overflow) the chunk alone; re-cut the rare chunk that
+        overflows alone.  This is the one tokenization of each chunk on its own, so its tokens
+        go with the chunk to the encoder.
 
-        Returns each span with its exact count (0 where no limit is set)."""
+        Returns each span with its exact count, embedded text and tokens (0 and None where no
+        limit is set)."""
+        embedded = [_join(prefix, text[a:b]) for a, b in spans]
         if self.max_seq_length is None:
-            return [(span, 0) for span in spans]
-        counts = self.counter.count_with_specials([self.instruction + text[a:b] for a, b in spans])
-        if all(n <= self.max_seq_length for n in counts):
-            return list(zip(spans, counts))
-        fixed: list[tuple[tuple[int, int], int]] = []
-        for (a, b), n in zip(spans, counts):
-            if n <= self.max_seq_length:
-                fixed.append(((a, b), n))
+            return [(span, 0, e, None) for span, e in zip(spans, embedded)]
+        limit = self.max_seq_length
+        encodings = self.counter.encode_with_specials([self.instruction + e for e in embedded])
+        fixed: list[tuple[tuple[int, int], int, str, Any]] = []
+        for (a, b), e, encoding in zip(spans, embedded, encodings):
+            if len(encoding.ids) > limit and prefix:
+                e, encoding = text[a:b], self.counter.encode_with_specials([self.instruction + text[a:b]])[0]
+            n = len(encoding.ids)
+            if n <= limit:
+                fixed.append(((a, b), n, e, encoding))
                 continue
             smaller = Chunker(
                 self.counter,
-                max(1, self.chunk_tokens - (n - self.max_seq_length) - 2),
+                max(1, self.chunk_tokens - (n - limit) - 2),
                 min(self.overlap_tokens, max(0, self.chunk_tokens // 4)),
                 self.max_bytes,
                 self.instruction,
                 None,
             )
             inner = smaller._pack(text, tokens, smaller._units(text, tokens, a, b, 0))
-            smaller.max_seq_length = self.max_seq_length
-            fixed.extend(smaller._enforce_limits(text, tokens, inner))
+            smaller.max_seq_length = limit
+            fixed.extend(smaller._enforce_limits(text, tokens, inner, prefix))
         return fixed
 
 
-def _utf8_len(text: str, start: int, end: int) -> int:
-    return len(text[start:end].encode("utf-8", "surrogatepass"))
-
-
-def _strip(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
-
-
-def _split(text: str, start: int, end: int, pattern: re.Pattern[str]) -> list[tuple[int, int]]:
-    """Stripped, non-empty spans of text[start:end] between matches of ``pattern``."""
-    spans = []
-    position = start
-    for match in pattern.finditer(text, start, end):
-        if match.end() == match.start() and match.start() == position:
-            continue
-        spans.append(_strip(text, position, match.start()))
-        position = match.end()
-    spans.append(_strip(text, position, end))
-    return [(a, b) for a, b in spans if b > a]
-
-
-def _byte_windows(text: str, start: int, end: int, max_bytes: int) -> list[_Unit]:
-    """Cut a span into pieces of at most ``max_bytes`` UTF-8 bytes at character boundaries."""
-    units: list[_Unit] = []
-    a = start
-    while a < end:
-        b, size = a, 0
-        while b < end:
-            width = len(text[b].encode("utf-8", "surrogatepass"))
-            if size + width > max_bytes:
-                break
-            size += width
-            b += 1
-        s, e = _strip(text, a, max(b, a + 1))
-        if e > s:
-            units.append(_Unit(s, e, 1))
-        a = max(b, a + 1)
-    return units
-
+def _join(prefix: str, text: str) -> str:
+    """The embedded text: context line, blank line, chunk (the chunk alone without a context)."""
+    return f"{prefix}\n\n{text}" if prefix else text

@@ -81,9 +81,12 @@ class TokenCounter:
         return [len(e.ids) for e in self._tok.encode_batch_fast(texts, add_special_tokens=False)]
 
     def count_with_specials(self, texts: list[str]) -> list[int]:
-        if not texts:
-            return []
-        return [len(e.ids) for e in self._tok.encode_batch_fast(texts, add_special_tokens=True)]
+        return [len(e.ids) for e in self.encode_with_specials(texts)]
+
+    def encode_with_specials(self, texts: list[str]) -> list[Any]:
+        """The model's input tokens of each text (``tokenizers.Encoding``: ids, type ids; no
+        offsets), as the encoder would make them were it not truncating."""
+        return self._tok.encode_batch_fast(texts, add_special_tokens=True) if texts else []
 
     def offsets(self, text: str) -> list[tuple[int, int]]:
         return list(self._tok.encode(text, add_special_tokens=False).offsets)

@@ -115,18 +115,31 @@ class ExportedEncoder:
     def _prepare(self, text: str) -> str:
         return text.lower() if self._lower else text
 
-    def encode_array(self, texts: list[str], instruction: str = "") -> np.ndarray:
-        """Rows in input order; batches are length-sorted and padded to their longest item."""
+    def encode_array(self, texts: list[str], instruction: str = "", encodings: list[Any] | None = None) -> np.ndarray:
+        """Rows in input order; batches are length-sorted and padded to their longest item.
+
+        ``encodings`` are ``instruction + text`` already tokenized by an untruncated copy of
+        ``self.tokenizer`` (the chunker's exact check): used as given when each fits the model
+        and this model does not lowercase before tokenizing, else the texts are tokenized here."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
         skip = self.prompt_length(instruction) if instruction else 0
-        encodings = self._tokenizer.encode_batch([self._prepare(instruction + str(t).strip()) for t in texts])
+        if not self._usable(encodings, len(texts)):
+            encodings = self._tokenizer.encode_batch([self._prepare(instruction + str(t).strip()) for t in texts])
         order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             out[index] = self._encode_batch([encodings[i] for i in index], skip)
         return out
+
+    def _usable(self, encodings: list[Any] | None, n: int) -> bool:
+        return (
+            encodings is not None
+            and len(encodings) == n
+            and not self._lower
+            and all(len(e.ids) <= self._max_seq_length for e in encodings)
+        )
 
     def _encode_batch(self, encodings: list[Any], skip: int) -> np.ndarray:
         width = max(len(e.ids) for e in encodings)

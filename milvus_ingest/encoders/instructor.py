@@ -225,10 +225,22 @@ class InstructorEmbeddingFunction:
         """Rows for ``texts`` with one instruction; batches are length-sorted and padded to fit."""
         return list(self.encode_array(texts, instruction))
 
-    def encode_array(self, texts: list[str], instruction: str) -> np.ndarray:
-        """As ``encode`` but one ``(n, dim)`` float32 array: what the pipeline writes."""
+    #: ``encode_array`` takes the chunker's tokens (stubs and other embedders need not).
+    takes_encodings = True
+
+    def encode_array(self, texts: list[str], instruction: str, encodings: list[Any] | None = None) -> np.ndarray:
+        """As ``encode`` but one ``(n, dim)`` float32 array: what the pipeline writes.
+
+        ``encodings``: the chunker's exact-check tokens of ``instruction + text`` for each text
+        (``TokenCounter.encode_with_specials`` on a copy of ``self.tokenizer``); the engines over
+        an export use them instead of tokenizing again, sentence-transformers tokenizes itself."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if encodings is not None:
+            from milvus_ingest.encoders.exported import ExportedEncoder
+
+            if isinstance(self.engine, ExportedEncoder):
+                return self.engine.encode_array(list(texts), instruction, encodings)
         return self.engine.encode_array(list(texts), instruction)
 
     def _warn_truncated(self, texts: list[str], instruction: str) -> None:

@@ -47,7 +47,7 @@ class _ChunkItem:
     index: int
     chunk: Chunk
     document: DocumentFields
-    #: What is embedded and BM25-indexed: the chunk after its context (``Chunker.with_context``).
+    #: What is embedded and BM25-indexed: the chunk after its context (``Chunk.embedded``).
     embed_text: str
 
 
@@ -145,7 +145,7 @@ def _produce(
                 document, bytes_read = read_source(plan.item, plan.format)
                 times.read += time.perf_counter() - started
                 fields = DocumentFields(document.title, document.format, plan.mtime, document.metadata)
-                chunks = chunker.chunk_document(timed_blocks(document.blocks, times))
+                chunks = chunker.chunk_document(timed_blocks(document.blocks, times), fields.title)
                 while True:
                     started, read_before = time.perf_counter(), times.read
                     chunk = next(chunks, None)
@@ -154,7 +154,7 @@ def _produce(
                         break
                     if stop.is_set():
                         return
-                    out.put(_ChunkItem(plan_index, n, chunk, fields, chunker.with_context(chunk, fields.title)))
+                    out.put(_ChunkItem(plan_index, n, chunk, fields, chunk.embedded or chunk.text))
                     n += 1
                 if plan.sha256 and bytes_read() != plan.sha256:
                     raise SourceReadError("changed while being read; rerun to pick up the new version")
@@ -288,7 +288,7 @@ def _flush(
     if chunk_items:
         started = time.perf_counter()
         fault_point("encode")
-        vectors = ef.encode_array([c.embed_text for c in chunk_items], ef.doc_instruction)
+        vectors = _encode(ef, chunk_items)
         times.encode += time.perf_counter() - started
         rows = []
         for item, vector in zip(chunk_items, vectors):
@@ -313,6 +313,16 @@ def _flush(
     if ends:
         writer.put(("finalize", (tails, commits)))
     return len(chunk_items)
+
+
+def _encode(ef: Any, items: list[_ChunkItem]) -> Any:
+    """The window's vectors; the chunker's exact-check tokens go along (``Chunk.encoding``) to an
+    encoder that can take them, so each chunk is tokenized once, not twice."""
+    texts = [c.embed_text for c in items]
+    encodings = [c.chunk.encoding for c in items]
+    if all(e is not None for e in encodings) and getattr(ef, "takes_encodings", False):
+        return ef.encode_array(texts, ef.doc_instruction, encodings)
+    return ef.encode_array(texts, ef.doc_instruction)
 
 
 def _drain(items: queue.Queue[Any]) -> None:

@@ -135,32 +135,55 @@ def test_context_line_names_title_once():
 
 
 def test_contextual_text_is_clipped_and_never_costs_the_chunk_a_token(counter):
-    from milvus_ingest.chunking import Chunk
+    from milvus_ingest.chunking import instruction_tokens
+    from milvus_ingest.readers import Block
 
     instruction = "Represent the document for retrieval:"
     context = 16
-    from milvus_ingest.chunking import instruction_tokens
-
     exact = 40 + context + instruction_tokens(counter, instruction) + counter.special_tokens()  # no slack at all
     chunker = Chunker(counter, 40, 4, 10_000, instruction, max_seq_length=exact, context_tokens=context)
     text = "A sentence about copper engines in the harbour. " * 20
-    chunks = chunker.chunk_text(text)
-    assert all(c.text == text[c.start : c.end] for c in chunks)
     long_title = "The Very Long Title Of A Manual That Goes On " * 10
-    section = "Installation > On Linux > With Packages"
+    chunks = list(chunker.chunk_document([Block(text, ("Installation", "On Linux", "With Packages"), 1)], long_title))
+    assert len(chunks) > 3
     for chunk in chunks:
-        embedded = chunker.with_context(Chunk(chunk.text, chunk.start, chunk.end, section, 1), long_title)
-        prefix, _, body = embedded.partition("\n\n")
+        assert chunk.text == text[chunk.start : chunk.end]
+        prefix, _, body = chunk.embedded.partition("\n\n")
         assert body == chunk.text  # the chunk itself is embedded whole, after its context
         assert prefix and long_title.startswith(prefix.split(" > ")[0][: len(prefix)])
         assert counter.count([prefix])[0] <= context - 1
-        assert counter.count_with_specials([instruction + embedded])[0] <= chunker.max_seq_length
-    short = chunker.with_context(Chunk("Body.", 0, 5, "Install", 0), "Guide")
-    assert short == "Guide > Install\n\nBody."
+        # The exact check's tokens travel with the chunk: what the encoder would make of it.
+        n = counter.count_with_specials([instruction + chunk.embedded])[0]
+        assert n == chunk.tokens == len(chunk.encoding.ids) <= chunker.max_seq_length
+        assert chunk.encoding.ids == counter.encode_with_specials([instruction + chunk.embedded])[0].ids
+    short = list(chunker.chunk_document([Block("Body.", ("Install",), 0)], "Guide"))
+    assert [c.embedded for c in short] == ["Guide > Install\n\nBody."]
     # no context configured, or nothing to say: the chunk alone
     plain = Chunker(counter, 40, 4, 10_000, instruction, max_seq_length=100)
-    assert plain.with_context(Chunk("Body.", 0, 5, "Install", 0), "Guide") == "Body."
-    assert chunker.with_context(Chunk("Body.", 0, 5, "", 0), "") == "Body."
+    assert [c.embedded for c in plain.chunk_document([Block("Body.", ("Install",), 0)], "Guide")] == ["Body."]
+    assert [c.embedded for c in chunker.chunk_document([Block("Body.")], "")] == ["Body."]
+
+
+def test_a_context_that_would_overflow_the_model_is_left_out(counter, monkeypatch):
+    """Should the join of context and chunk tokenize longer than the budget foresaw, the chunk is
+    embedded alone (never cut for its context)."""
+    from milvus_ingest.readers import Block
+
+    chunker = Chunker(counter, 40, 4, 10_000, INSTRUCTION, max_seq_length=512, context_tokens=16)
+    real = counter.encode_with_specials
+
+    def overflowing_joins(texts):
+        encodings = real(texts)
+        if any("\n\n" in t for t in texts):
+            encodings = real([t + " pad" * 600 if "\n\n" in t else t for t in texts])
+        return encodings
+
+    monkeypatch.setattr(counter, "encode_with_specials", overflowing_joins)
+    text = "A sentence about copper engines in the harbour. " * 10
+    chunks = list(chunker.chunk_document([Block(text, ("Install",), 0)], "Guide"))
+    monkeypatch.undo()
+    assert chunks and all(c.embedded == c.text for c in chunks)
+    assert all(c.tokens == counter.count_with_specials([INSTRUCTION + c.text])[0] for c in chunks)
 
 
 def test_budget_counts_the_context(counter):
@@ -171,9 +194,9 @@ def test_budget_counts_the_context(counter):
 
 def _pieces(text: str) -> list[tuple[int, int]]:
     """Every span the chunker can cut ``text`` into: its pieces at each boundary level."""
-    from milvus_ingest.chunking import _SPLITTERS, _split
+    from milvus_ingest.boundaries import SPLITTERS, split_spans
 
-    return [span for pattern in _SPLITTERS for span in _split(text, 0, len(text), pattern)[:300]]
+    return [span for pattern in SPLITTERS for span in split_spans(text, 0, len(text), pattern)[:300]]
 
 
 @pytest.mark.parametrize("name", ["prose", "lines", "mixed_words"])

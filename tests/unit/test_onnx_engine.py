@@ -130,6 +130,28 @@ def test_instruction_is_excluded_from_pooling(encoders, cache):
     assert np.abs(without - reference[0]).max() > 100 * PARITY
 
 
+@pytest.mark.parametrize("model", ["t5", "minilm"])
+def test_the_chunkers_tokens_are_used_as_given(encoders, cache, model):
+    """The chunker's exact check tokenized instruction + text already (``Chunk.encoding``): the
+    encoder takes those tokens instead of tokenizing again, with the same rows to the bit; tokens
+    that would not fit the model are not taken."""
+    from milvus_ingest.tokens import TokenCounter
+
+    encoder = _encoder(encoders, cache, model, "fp32")
+    pairs, _ = _reference(REFERENCES[model])
+    instruction = pairs[0][0]
+    counter = TokenCounter(encoder.tokenizer)
+    texts = [t for _, t in pairs if counter.count_with_specials([instruction + t])[0] <= encoder.max_seq_length]
+    assert len(texts) > 3
+    given = counter.encode_with_specials([instruction + t.strip() for t in texts])
+    assert np.array_equal(encoder.encode_array(texts, instruction, given), encoder.encode_array(texts, instruction))
+    # Used, not re-made: the tokens of other texts give those texts' rows.
+    others = counter.encode_with_specials([instruction + t.strip() for t in texts[::-1]])
+    assert np.allclose(encoder.encode_array(texts, instruction, others), encoder.encode_array(texts[::-1], instruction), rtol=0, atol=PARITY)
+    too_long = counter.encode_with_specials([instruction + "word " * 2 * encoder.max_seq_length] + [""] * (len(texts) - 1))
+    assert np.array_equal(encoder.encode_array(texts, instruction, too_long), encoder.encode_array(texts, instruction))
+
+
 def test_long_text_is_truncated_like_the_reference(encoders, cache):
     encoder = _encoder(encoders, cache, "t5", "fp32")
     pairs, reference = _reference(REFERENCES["t5"])
