@@ -2,11 +2,13 @@
 
 A chunk is a span ``text[start:end]`` of the source, cut at paragraph, then sentence, then line
 boundaries where it can, and at token boundaries where it must.  Two limits are hard, because
-breaking them loses text silently: the document instruction plus the chunk never exceeds the
-model's ``max_seq_length`` (the encoder would truncate), and the chunk's UTF-8 bytes never exceed
-the collection's VARCHAR limit (Milvus would refuse it).  A document is chunked block by block
-(``chunk_document``): a reader's block never spans two sections or pages, so neither does a
-chunk.  This module must never load a model or touch Milvus: it needs only the model's tokenizer.
+breaking them loses text silently: the document instruction plus what is embedded (the chunk
+after its context line) never exceeds the model's ``max_seq_length`` (the encoder would
+truncate), and the chunk's UTF-8 bytes never exceed the collection's VARCHAR limit (Milvus would
+refuse it).  A document is chunked block by block (``chunk_document``): a reader's block never
+spans two sections or pages, so neither does a chunk.  The exact check's tokens go with each
+chunk (``Chunk.encoding``), so the encoder need not tokenize it again.  This module must never
+load a model or touch Milvus: it needs only the model's tokenizer.
 """
 
 from __future__ import annotations
@@ -25,9 +27,6 @@ __all__ = ["Chunk", "Chunker", "TokenCounter", "check_chunk_budget", "context_li
 #: Joins a block's heading path into the chunk's ``section`` ("Installation > On Linux").
 SECTION_SEPARATOR = " > "
 
-#: Tokens that joining a context line and a chunk with a blank line can add beyond their own
-#: counts (the newlines as tokens in byte-level BPE; none in WordPiece or SentencePiece).
-JOIN_SLACK = 4
 
 
 @dataclass(frozen=True)

@@ -233,6 +233,8 @@ def write_stream(
     window: list[_ChunkItem | _EndItem] = []
     in_window = 0
     target = min(window_size, first_window) if first_window > 0 else window_size
+    #: The chunker's tokens are the encoder's only when both put the same instruction first.
+    same_tokens = chunker.instruction == getattr(ef, "doc_instruction", None)
     try:
         finished = False
         while not finished:
@@ -251,7 +253,7 @@ def write_stream(
                 window.append(item)
                 in_window += isinstance(item, _ChunkItem)
             if window and (finished or in_window >= target):
-                done_chunks += _flush(window, plans, ef, writer, first_rows, counts, times)
+                done_chunks += _flush(window, plans, ef, writer, first_rows, counts, times, same_tokens)
                 done_bytes += sum(plans[w.plan_index].size for w in window if isinstance(w, _EndItem))
                 window, in_window, target = [], 0, min(window_size, target * 2)
                 if progress:
@@ -277,6 +279,7 @@ def _flush(
     first_rows: dict[int, dict[str, Any]],
     counts: dict[str, int],
     times: StageTimes,
+    same_tokens: bool = False,
 ) -> int:
     """Encode the window's chunks, queue their rows, then finalise the sources that ended.
 
@@ -288,7 +291,7 @@ def _flush(
     if chunk_items:
         started = time.perf_counter()
         fault_point("encode")
-        vectors = _encode(ef, chunk_items)
+        vectors = _encode(ef, chunk_items, same_tokens)
         times.encode += time.perf_counter() - started
         rows = []
         for item, vector in zip(chunk_items, vectors):
@@ -315,12 +318,12 @@ def _flush(
     return len(chunk_items)
 
 
-def _encode(ef: Any, items: list[_ChunkItem]) -> Any:
+def _encode(ef: Any, items: list[_ChunkItem], same_tokens: bool) -> Any:
     """The window's vectors; the chunker's exact-check tokens go along (``Chunk.encoding``) to an
     encoder that can take them, so each chunk is tokenized once, not twice."""
     texts = [c.embed_text for c in items]
     encodings = [c.chunk.encoding for c in items]
-    if all(e is not None for e in encodings) and getattr(ef, "takes_encodings", False):
+    if same_tokens and all(e is not None for e in encodings) and getattr(ef, "takes_encodings", False):
         return ef.encode_array(texts, ef.doc_instruction, encodings)
     return ef.encode_array(texts, ef.doc_instruction)
 

@@ -167,9 +167,10 @@ def test_the_encoder_gets_windows_of_window_batches_batches(lite, tmp_path, t5_e
     sizes: list[int] = []
     original = type(t5_embedder).encode_array
 
-    def counting(self, texts, instruction=""):
+    def counting(self, texts, instruction="", encodings=None):
         sizes.append(len(texts))
-        return original(self, texts, instruction)
+        assert encodings is not None and len(encodings) == len(texts)  # the chunker's tokens go along
+        return original(self, texts, instruction, encodings)
 
     monkeypatch.setattr(type(t5_embedder), "encode_array", counting)
     report = run_ingest(lite.settings(model__batch_size=2, model__window_batches=3), [str(corpus)], embedder=t5_embedder)
