@@ -21,10 +21,10 @@ class TokenSpans:
     text up to three times.  One pass over the text with offsets answers all of them.  A span
     holds the tokens that *end* inside it, because SentencePiece and byte-level BPE tokens start
     at the space before their word (``▁word``), which a stripped span leaves out; a token of
-    whitespace alone counts with the word after it.  For a span cut
-    at whitespace or punctuation this is the span's own count with WordPiece and with
-    whitespace-split SentencePiece; a cut inside a word can move a token or two, which is why the
-    chunker's final, exact check tokenizes each chunk on its own.
+    whitespace alone counts with the word after it.  For a span cut at whitespace or punctuation
+    this is the span's own count with WordPiece and with whitespace-split SentencePiece; a cut
+    inside a word can move a token or two, which is why the chunker's final, exact check
+    tokenizes each chunk on its own.
     """
 
     def __init__(self, offsets: Sequence[tuple[int, int]], text: str):
