@@ -205,7 +205,7 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
             t0 = time.perf_counter()
             for c in chunker.chunk_document(timed_blocks(blocks, times), document.title):
                 # what the pipeline embeds: the chunk after its context line (``Chunk.embedded``)
-                cut_source.append(BenchChunk(c.embedded or c.text, source.source, len(cut_source)))
+                cut_source.append(BenchChunk(c.embedded, source.source, len(cut_source)))
                 pages.add(c.page)
             chunk_s += time.perf_counter() - t0 - times.read
             reader["seconds"] += times.read

@@ -14,7 +14,7 @@ load a model or touch Milvus: it needs only the model's tokenizer.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from milvus_ingest.boundaries import SPLITTERS, byte_windows, split_spans, strip_span, utf8_len
@@ -43,7 +43,7 @@ class Chunk:
     #: chunker's exact check counted it (0: not counted).  Not part of the chunk's identity.
     tokens: int = field(default=0, compare=False)
     #: What the model embeds (and BM25 indexes): the chunk after its clipped context line, or the
-    #: chunk alone ("" where the chunker was not given a document's context).
+    #: chunk alone ("" only on a chunk the chunker did not make).
     embedded: str = field(default="", compare=False)
     #: The exact check's tokens of instruction + ``embedded`` (a ``tokenizers.Encoding``), which an
     #: encoder tokenizing the same way can use instead of tokenizing again (None: not made).
@@ -149,7 +149,7 @@ class Chunker:
     def _chunk_block(self, block: Block, base_offset: int, title: str) -> list[Chunk]:
         section = SECTION_SEPARATOR.join(block.section)
         chunks = self.chunk_text(block.text, base_offset, self.context_prefix(title, section))
-        return [Chunk(c.text, c.start, c.end, section, block.page, c.tokens, c.embedded, c.encoding) for c in chunks]
+        return [replace(c, section=section, page=block.page) for c in chunks]
 
     def chunk_blocks(self, blocks: Iterable[tuple[int, str]]) -> Iterator[Chunk]:
         """Chunk a file given as ``(char_offset, text)`` blocks (see ``readers.text.iter_text_blocks``)."""

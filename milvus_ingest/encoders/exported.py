@@ -138,7 +138,7 @@ class ExportedEncoder:
             encodings is not None
             and len(encodings) == n
             and not self._lower
-            and all(len(e.ids) <= self._max_seq_length for e in encodings)
+            and all(e is not None and len(e.ids) <= self._max_seq_length for e in encodings)
         )
 
     def _encode_batch(self, encodings: list[Any], skip: int) -> np.ndarray:

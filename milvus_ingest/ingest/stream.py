@@ -47,8 +47,6 @@ class _ChunkItem:
     index: int
     chunk: Chunk
     document: DocumentFields
-    #: What is embedded and BM25-indexed: the chunk after its context (``Chunk.embedded``).
-    embed_text: str
 
 
 @dataclass
@@ -154,7 +152,7 @@ def _produce(
                         break
                     if stop.is_set():
                         return
-                    out.put(_ChunkItem(plan_index, n, chunk, fields, chunk.embedded or chunk.text))
+                    out.put(_ChunkItem(plan_index, n, chunk, fields))
                     n += 1
                 if plan.sha256 and bytes_read() != plan.sha256:
                     raise SourceReadError("changed while being read; rerun to pick up the new version")
@@ -297,7 +295,7 @@ def _flush(
         for item, vector in zip(chunk_items, vectors):
             plan = plans[item.plan_index]
             row = chunk_row(
-                plan.item.source, item.index, item.chunk, vector, plan.source_hash, 0, item.document, item.embed_text
+                plan.item.source, item.index, item.chunk, vector, plan.source_hash, 0, item.document, item.chunk.embedded
             )
             if item.index == 0:
                 first_rows[item.plan_index] = row
@@ -321,10 +319,9 @@ def _flush(
 def _encode(ef: Any, items: list[_ChunkItem], same_tokens: bool) -> Any:
     """The window's vectors; the chunker's exact-check tokens go along (``Chunk.encoding``) to an
     encoder that can take them, so each chunk is tokenized once, not twice."""
-    texts = [c.embed_text for c in items]
-    encodings = [c.chunk.encoding for c in items]
-    if same_tokens and all(e is not None for e in encodings) and getattr(ef, "takes_encodings", False):
-        return ef.encode_array(texts, ef.doc_instruction, encodings)
+    texts = [c.chunk.embedded for c in items]  # the chunk after its context: what is embedded
+    if same_tokens and getattr(ef, "takes_encodings", False):
+        return ef.encode_array(texts, ef.doc_instruction, [c.chunk.encoding for c in items])
     return ef.encode_array(texts, ef.doc_instruction)
 
 
