@@ -116,3 +116,22 @@ def test_a_model_the_tracer_cannot_handle_runs_on_sentence_transformers(tmp_path
 def test_precisions_the_trace_does_not_run_are_one_line():
     with pytest.raises(ModelError, match="TorchScript precision 'fp16'"):
         TorchScriptEncoder(T5_MODEL, "fp16")
+
+
+def test_the_profiling_calls_run_at_load_not_on_the_first_batch(tmp_path, monkeypatch):
+    """TorchScript optimises a graph after its first calls; those run at load on a few tokens."""
+    shapes: list[tuple[int, ...]] = []
+    real_run = TorchScriptEncoder._run
+
+    def spy(self, feeds):
+        shapes.append(feeds["input_ids"].shape)
+        return real_run(self, feeds)
+
+    monkeypatch.setattr(TorchScriptEncoder, "_run", spy)
+    encoder = TorchScriptEncoder(T5_MODEL, "fp32", cache_dir=tmp_path)
+    warm_up = list(shapes)
+    assert len(warm_up) == TorchScriptEncoder.WARM_UP_CALLS >= 2
+    assert all(shape[0] == 1 and shape[1] <= 8 for shape in warm_up), warm_up
+    _, reference = _reference()
+    assert np.abs(_first_row(encoder) - reference[0]).max() <= PARITY  # warming up changes nothing
+    assert len(shapes) == len(warm_up) + 1
