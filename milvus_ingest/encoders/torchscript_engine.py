@@ -65,10 +65,9 @@ class TorchScriptEncoder(ExportedEncoder):
 
     def _warm_up(self) -> None:
         """Run the graph's profiling calls on a tiny input now, not on the first real batch."""
-        ids = np.asarray([self._tokenizer.encode("warm up").ids], dtype=np.int64)
-        feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        encoding = self._tokenizer.encode("warm up")
         for _ in range(self.WARM_UP_CALLS):
-            self._run({name: feeds[name] for name in self._input_names})
+            self._encode_batch([encoding], 0)
 
     def _open(self, entry: export.Entry) -> Any:
         import torch
