@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from milvus_ingest.encoders.allocator import keep_freed_memory
 from milvus_ingest.errors import ModelError
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -65,6 +66,8 @@ class TorchEngine:
         self.batch_size = batch_size
         self.normalize_embeddings = normalize_embeddings
         self.device = pick_device(device)
+        if self.device == "cpu":
+            keep_freed_memory()  # each batch's tensors reuse the last one's memory (allocator.py)
         name = label or path
         try:
             from sentence_transformers import SentenceTransformer

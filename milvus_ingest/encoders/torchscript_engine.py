@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from milvus_ingest.encoders import export
+from milvus_ingest.encoders.allocator import keep_freed_memory
 from milvus_ingest.encoders.exported import ExportedEncoder
 from milvus_ingest.errors import ModelError
 
@@ -52,6 +53,7 @@ class TorchScriptEncoder(ExportedEncoder):
             raise ModelError(f"TorchScript precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         import torch
 
+        keep_freed_memory()  # each batch's tensors reuse the last one's memory (allocator.py)
         self._torch = torch  # imported once here, not per batch in ``_run``
         if threads > 0:
             torch.set_num_threads(threads)
