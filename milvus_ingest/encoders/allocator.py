@@ -6,8 +6,9 @@ megabytes per layer) and frees them at its end.  glibc serves a block over its m
 hands the heap's free top back to the kernel above its trim threshold, so the next batch, whose
 shapes differ, page-faults all of that memory in again.  Measured on a 2-core AMD EPYC
 (all-MiniLM-L6-v2, bf16 TorchScript, 3,047 chunks): 2.3-5.7 million minor faults and 4-10 s of
-system time per encode; with the settings below 0.06-0.2 million and 0.1-0.5 s, and the encode
-10-13% faster.  ONNX Runtime keeps its own arena and does not fault like this.
+system time per encode; with the settings below 0.06-0.2 million and 0.1-0.5 s, and the whole
+ingest went from 0.76x to 0.85x of the raw encode (docs/engines.md).  ONNX Runtime keeps its own
+arena and does not fault like this.
 
 The settings are process-wide and one-way: memory freed by the encoder stays in the process for
 reuse (its RSS stays near its peak instead of falling between batches).  A process whose owner
