@@ -251,15 +251,27 @@ class PrefectServer:
             time.sleep(0.5)
         raise PrefectServerError(f"workers {list(names)} did not poll pool {pool} within {timeout:.0f} s")
 
+    #: Answers a busy server gives for a moment (503: its SQLite database was locked by one of
+    #: its own services); Prefect's client retries these too, with backoff.
+    TRANSIENT_STATUS = (429, 502, 503)
+    API_ATTEMPTS = 6
+
     def api(self, method: str, path: str, body: Any = None, timeout: float = 30) -> Any:
         """One JSON request to the REST API (for checks that need no Prefect import)."""
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.api_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            raw = response.read()
-        return json.loads(raw) if raw else None
+        for attempt in range(self.API_ATTEMPTS):
+            request = urllib.request.Request(
+                self.api_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=timeout) as response:
+                    raw = response.read()
+                return json.loads(raw) if raw else None
+            except urllib.error.HTTPError as exc:
+                if exc.code not in self.TRANSIENT_STATUS or attempt == self.API_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.25 * 2**attempt)
+        raise AssertionError("unreachable")
 
     @contextlib.contextmanager
     def client_settings(self) -> Iterator[None]:
