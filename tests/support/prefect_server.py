@@ -259,7 +259,8 @@ class PrefectServer:
     def api(self, method: str, path: str, body: Any = None, timeout: float = 30) -> Any:
         """One JSON request to the REST API (for checks that need no Prefect import)."""
         data = None if body is None else json.dumps(body).encode()
-        for attempt in range(self.API_ATTEMPTS):
+        attempt = 0
+        while True:
             request = urllib.request.Request(
                 self.api_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
             )
@@ -268,10 +269,10 @@ class PrefectServer:
                     raw = response.read()
                 return json.loads(raw) if raw else None
             except urllib.error.HTTPError as exc:
-                if exc.code not in self.TRANSIENT_STATUS or attempt == self.API_ATTEMPTS - 1:
+                attempt += 1
+                if exc.code not in self.TRANSIENT_STATUS or attempt == self.API_ATTEMPTS:
                     raise
                 time.sleep(0.25 * 2**attempt)
-        raise AssertionError("unreachable")
 
     @contextlib.contextmanager
     def client_settings(self) -> Iterator[None]:
