@@ -13,6 +13,7 @@ import gc
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -97,14 +98,14 @@ def run_cli(main: Callable[[], int], one_off: bool = True) -> None:
     try:
         code = main()
     except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         code = exc.exit_code
     except (KeyboardInterrupt, Interrupted) as exc:
         code = _interrupted(getattr(exc, "signum", signal.SIGINT))
     except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into a line
         if debug_enabled():
             raise
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        first = printable(str(exc).strip().splitlines()[0][:300]) if str(exc).strip() else ""
         print(f"error: unexpected {type(exc).__name__}: {first} (rerun with --debug for details)", file=sys.stderr)
         code = 3
     end_child_processes()
@@ -220,9 +221,29 @@ class ProgressBar:
             self.stream.flush()
 
 
+#: Characters a terminal acts on rather than shows: C0/C1 controls (ESC starts a terminal escape
+#: sequence) and the Unicode line and paragraph separators, which some terminals break lines at.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_OR_LINE_BREAK = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: Any, lines: bool = False) -> str:
+    """``text`` as it may reach a terminal: controls shown as escapes (``\\n``, ``\\x1b``).
+
+    File names, questions and stored passages are other people's bytes: a newline in a file name
+    would break a one-line message or a summary row in two, and an escape sequence in a document
+    could rewrite what the terminal shows.  ``lines`` keeps newlines and tabs (a passage printed
+    whole); otherwise everything stays on one line."""
+    text = str(text)
+    pattern = _CONTROL if lines else _CONTROL_OR_LINE_BREAK
+    return pattern.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def format_table(rows: list[tuple[str, Any]]) -> str:
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+    """Two columns, the first padded; every cell on one line (``printable``)."""
+    cells = [(printable(k), printable(v)) for k, v in rows]
+    width = max(len(k) for k, _ in cells)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in cells)
 
 
 def prefect_api_configured() -> bool:

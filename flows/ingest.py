@@ -19,7 +19,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.cli import ProgressBar, add_params_options, format_table, params_from_args, prefect_api_configured
+from flows.cli import (
+    ProgressBar,
+    add_params_options,
+    format_table,
+    params_from_args,
+    prefect_api_configured,
+    printable,
+)
 from milvus_ingest.config import Settings, settings_with_overrides
 from milvus_ingest.ingest import IngestOptions, IngestReport, ProgressCallback, StepRunner, parse_shard, run_ingest
 from milvus_ingest.sources import discover_sources
@@ -86,6 +93,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     mode.add_argument("--no-flow", action="store_true", help="run without Prefect (default without a Prefect API)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser.parse_args(argv)
+
+
+def _cell(text: str) -> str:
+    """A Markdown table cell: one line, its pipes escaped (a file may be named ``a|b.txt``)."""
+    return printable(text).replace("|", "\\|")
 
 
 def print_summary(summary: dict[str, Any], stream: Any = sys.stdout) -> None:
@@ -200,7 +212,7 @@ def _publish(report: IngestReport) -> None:
     create_table_artifact(table=table, key="ingest-summary", description="Ingest run summary")
     if report.skipped:
         lines = ["| source | reason |", "|---|---|"]
-        lines += [f"| `{s.source}` | {s.reason} |" for s in report.skipped]
+        lines += [f"| {_cell(s.source)} | {_cell(s.reason)} |" for s in report.skipped]
         create_markdown_artifact("\n".join(lines), key="ingest-skipped", description="Skipped sources")
 
 

@@ -23,7 +23,7 @@ from typing import Any, Literal, TextIO
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from milvus_ingest.config import Settings
-from flows.cli import quiet_environment, run_cli
+from flows.cli import printable, quiet_environment, run_cli
 from milvus_ingest.config import settings_with_overrides
 from milvus_ingest.errors import ConfigError
 from milvus_ingest.retrieval import MAX_TOP_K, Hit, Searcher, search_questions
@@ -109,17 +109,17 @@ def answer_questions(
 def _display_source(source: str) -> str:
     """A path under the working directory is shown relative to it: shorter in a table."""
     cwd = os.getcwd().rstrip("/") + "/"
-    return source.removeprefix(cwd)
+    return printable(source.removeprefix(cwd))
 
 
 def _cited(hit: Hit) -> str:
     """The source as a table shows it, with the page and section: ``manual.pdf p.3 · Installation``."""
     where = hit.location
-    return _display_source(hit.source) + (f" {where}" if where else "")
+    return _display_source(hit.source) + (f" {printable(where)}" if where else "")
 
 
 def _one_line(text: str, width: int) -> str:
-    flat = " ".join(text.split())
+    flat = printable(" ".join(text.split()))
     return flat if len(flat) <= width else flat[: max(width - 1, 1)] + "…"
 
 
@@ -129,7 +129,7 @@ def print_table(answers: list[Answer], stream: TextIO, width: int | None = None)
     for number, answer in enumerate(answers, start=1):
         if number > 1:
             print(file=stream)
-        print(f"Q{number}: {answer.question}", file=stream)
+        print(f"Q{number}: {printable(answer.question)}", file=stream)
         if not answer.hits:
             print("  (no hits)", file=stream)
             continue
@@ -153,11 +153,11 @@ def print_plain(answers: list[Answer], stream: TextIO) -> None:
     for number, answer in enumerate(answers, start=1):
         if number > 1:
             print(file=stream)
-        print(f"Q{number}: {answer.question}", file=stream)
+        print(f"Q{number}: {printable(answer.question)}", file=stream)
         for rank, hit in enumerate(answer.hits, start=1):
-            where = f" {hit.location}" if hit.location else ""
-            print(f"{rank}. score {hit.score:.4f}  {hit.source}:{hit.start}-{hit.end}{where}", file=stream)
-            for line in hit.text.splitlines() or [""]:
+            where = f" {printable(hit.location)}" if hit.location else ""
+            print(f"{rank}. score {hit.score:.4f}  {printable(hit.source)}:{hit.start}-{hit.end}{where}", file=stream)
+            for line in printable(hit.text, lines=True).splitlines() or [""]:
                 print(f"   {line}", file=stream)
 
 
@@ -166,13 +166,13 @@ def print_contexts(answers: list[Answer], stream: TextIO) -> None:
         if number > 1:
             print(file=stream)
         context = answer.context
-        print(f"Q{number}: {answer.question}", file=stream)
+        print(f"Q{number}: {printable(answer.question)}", file=stream)
         note = f" ({context.omitted} passage(s) left out by the budget)" if context.omitted else ""
         print(
             f"-- context: {context.tokens} of {context.budget} tokens, {len(context.passages)} passage(s){note}",
             file=stream,
         )
-        print(context.text, file=stream)
+        print(printable(context.text, lines=True), file=stream)
 
 
 def print_answers(answers: list[Answer], as_json: bool, stream: TextIO = sys.stdout) -> None:

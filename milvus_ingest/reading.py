@@ -38,6 +38,7 @@ from milvus_ingest.readers import (
     detect_format,
     open_document,
 )
+from milvus_ingest.readers.base import NO_TEXT, is_blank
 from milvus_ingest.readers.text import open_text
 from milvus_ingest.sources import SourceFile, TextDocument, not_regular
 
@@ -114,7 +115,7 @@ def inspect_source(
     """
     if isinstance(item, TextDocument):
         data = item.identity()
-        reason = None if item.text.strip() else "empty document"
+        reason = "empty document" if is_blank(item.text) else None
         return Inspection(hashlib.sha256(data).hexdigest(), len(data), reason)
     fmt = fmt or source_format(item)
     digest = hashlib.sha256()
@@ -135,7 +136,7 @@ def inspect_source(
                         text = decoder.decode(raw, final=not raw)
                     except UnicodeDecodeError as exc:
                         return Inspection("", size, UndecodableError(size + exc.start).reason, mtime)
-                    seen_text = seen_text or bool(text.lstrip("\ufeff").strip())
+                    seen_text = seen_text or not is_blank(text)
                 digest.update(raw)
                 size += len(raw)
                 if not raw:
@@ -145,7 +146,7 @@ def inspect_source(
         return Inspection("", size, exc.reason, mtime)
     except OSError as exc:
         return Inspection("", size, os_reason(exc), mtime)
-    return Inspection(digest.hexdigest(), size, None if seen_text else "no text (only whitespace)", mtime)
+    return Inspection(digest.hexdigest(), size, None if seen_text else NO_TEXT, mtime)
 
 
 def read_source(

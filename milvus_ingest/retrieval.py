@@ -137,8 +137,19 @@ class Searcher:
         return self._encoder
 
     def encode(self, questions: Sequence[str]) -> Any:
-        """``(n, dim)`` float32: all questions in one call, with the collection's query instruction."""
-        return self.encoder.encode_array(list(questions), self.query_instruction)
+        """``(n, dim)`` float32: all questions in one call, with the collection's query instruction.
+
+        A question longer than the model reads is encoded from its first tokens only (BM25 still
+        reads all of it); that is said in a warning naming the question, never done silently."""
+        questions = list(questions)
+        encoder = self.encoder
+        overlong = getattr(encoder, "overlong", None)
+        for i, n in overlong(questions, self.query_instruction) if overlong else []:
+            log.warning(
+                "question %d is %d tokens: the model reads its first %d, the rest is left out of its vector "
+                "(ask a shorter question, or search --mode bm25 for long text)", i + 1, n, encoder.max_seq_length,
+            )
+        return encoder.encode_array(questions, self.query_instruction)
 
     # -- search -----------------------------------------------------------------------
     def mode(self, requested: str | None = None) -> str:

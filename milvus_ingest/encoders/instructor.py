@@ -243,13 +243,24 @@ class InstructorEmbeddingFunction:
                 return self.engine.encode_array(list(texts), instruction, encodings)
         return self.engine.encode_array(list(texts), instruction)
 
-    def _warn_truncated(self, texts: list[str], instruction: str) -> None:
+    def overlong(self, texts: list[str], instruction: str) -> list[tuple[int, int]]:
+        """``(index, tokens)`` of each text that is longer, with ``instruction``, than the model
+        reads (``max_seq_length``): the encoder keeps only its first tokens.
+
+        Only texts long enough to possibly overflow are tokenized: no tokenizer here makes more
+        tokens than the text has UTF-8 bytes, plus a leading ``▁`` and the special tokens, so a
+        typical question costs nothing."""
+        limit = self.max_seq_length
+        suspects = [i for i, t in enumerate(texts) if len((instruction + str(t).strip()).encode("utf-8")) + 8 > limit]
+        if not suspects:
+            return []
         if self._counter is None:
             from milvus_ingest.chunking import TokenCounter
 
             self._counter = TokenCounter(self.tokenizer)
-        limit = self.max_seq_length
-        counts = self._counter.count_with_specials([instruction + str(t).strip() for t in texts])
-        for text, n in zip(texts, counts):
-            if n > limit:
-                log.warning("query of %d tokens is cut to the model's %d: %.60r…", n, limit, text)
+        counts = self._counter.count_with_specials([instruction + str(texts[i]).strip() for i in suspects])
+        return [(i, n) for i, n in zip(suspects, counts) if n > limit]
+
+    def _warn_truncated(self, texts: list[str], instruction: str) -> None:
+        for i, n in self.overlong(texts, instruction):
+            log.warning("query of %d tokens is cut to the model's %d: %.60r…", n, self.max_seq_length, texts[i])

@@ -10,6 +10,7 @@ or two pages.  This module must never import a format's parser library.
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,20 @@ from typing import Any, BinaryIO
 BLOCK_CHARS = 1 << 20
 #: Separator that ends every block of a structured format, so the concatenation stays readable.
 SEPARATOR = "\n\n"
+
+
+#: What a document with nothing to embed or find is skipped as.
+NO_TEXT = "no text (only whitespace or invisible characters)"
+
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` shows nothing: whitespace and invisible format characters only (zero-width
+    spaces and joiners, soft hyphens, byte-order marks, direction marks: Unicode category Cf).
+
+    A file of zero-width spaces is as empty as one of spaces, yet ``str.strip`` keeps it; stored,
+    it would be a chunk that every tokenizer reads as nothing and every search can match."""
+    stripped = text.strip()
+    return not stripped or all(c.isspace() or unicodedata.category(c) == "Cf" for c in stripped)
 
 
 #: How a reader opens its file: a binary handle, used as a context manager (``open(path, "rb")``).
@@ -116,7 +131,7 @@ class Budget:
 
 def metered(blocks: Iterator[Block], budget: Budget, empty_reason: str) -> Iterator[Block]:
     """``blocks`` with the time spent producing each one charged to ``budget``; raises
-    ``UnreadableDocument(empty_reason)`` at the end when no block had any non-blank text."""
+    ``UnreadableDocument(empty_reason)`` at the end when every block was blank (``is_blank``)."""
     seen_text = False
     while True:
         budget.resume()
@@ -129,7 +144,7 @@ def metered(blocks: Iterator[Block], budget: Budget, empty_reason: str) -> Itera
             budget.pause()
         if block is None:
             break
-        seen_text = seen_text or (bool(block.text) and not block.text.isspace())
+        seen_text = seen_text or not is_blank(block.text)
         yield block
     if not seen_text:
         raise UnreadableDocument(empty_reason)

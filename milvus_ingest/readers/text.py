@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from milvus_ingest.readers.base import (
+    NO_TEXT,
     Block,
     Budget,
     Document,
@@ -108,4 +109,4 @@ def iter_lines(path: Path, opener: Opener = plain_open) -> Iterator[str]:
 def open_text(path: Path, limits: ReaderLimits, opener: Opener = plain_open, digest: Any = None) -> Document:
     """A plain-text document: no title, no sections, page 0 (``digest``: see ``iter_text_blocks``)."""
     blocks = (Block(text) for _, text in iter_text_blocks(path, digest=digest, opener=opener))
-    return Document("text", "", {}, metered(blocks, Budget(limits.max_seconds), "no text (only whitespace)"))
+    return Document("text", "", {}, metered(blocks, Budget(limits.max_seconds), NO_TEXT))

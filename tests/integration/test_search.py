@@ -7,6 +7,7 @@ real subprocess on Milvus Lite, against a collection a fixture ingested with the
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,21 @@ def test_top_k_and_extra_output_fields(ingested, t5_embedder):
             searcher.search(QUESTIONS, top_k=1, output_fields=["vector"])
         with pytest.raises(ConfigError, match="question 2 is empty"):
             searcher.search(["fine", "  "], top_k=1)
+
+
+def test_a_question_longer_than_the_model_reads_is_searched_with_a_warning(ingested, t5_embedder, caplog):
+    settings, _ = ingested
+    limit = t5_embedder.max_seq_length
+    long_question = " ".join(["copper engine"] * limit)  # well over the limit in any tokenizer
+    caplog.set_level(logging.WARNING, logger="milvus_ingest")
+    results = search_questions(settings, [QUESTIONS[0], long_question], top_k=2, encoder=t5_embedder)
+    assert [len(hits) for hits in results] == [2, 2]  # still answered, from its first tokens
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("question 2 is ")
+    assert f"reads its first {limit}" in warnings[0]
+    caplog.clear()
+    search_questions(settings, QUESTIONS, top_k=2, encoder=t5_embedder)
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 
 def test_another_model_is_refused_before_it_is_loaded(ingested, t5_embedder, monkeypatch):

@@ -115,3 +115,29 @@ def test_model_paths_resolve_or_fail_clearly(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="modules.json"):
         resolve_model_path(str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize("name", ["t5_embedder", "minilm_embedder"])
+def test_overlong_finds_exactly_the_texts_the_model_would_cut(name, request, monkeypatch):
+    ef = request.getfixturevalue(name)
+    limit = ef.max_seq_length
+    instruction = "Represent the question for retrieval: "
+    # Dense, many-token-per-byte texts just under the byte bound the check skips: none may overflow.
+    pieces = ["ü", "€", "数", "🙂", "a1", "x-", "ʼ", "\u0301e", "Z"]
+    near = [(p * limit)[: limit] for p in pieces]
+    near = [t.encode("utf-8")[: limit - 8 - len(instruction.encode())].decode("utf-8", "ignore") for t in near]
+    from milvus_ingest.chunking import TokenCounter
+
+    counts = TokenCounter(ef.tokenizer).count_with_specials([instruction + t.strip() for t in near])
+    assert max(counts) <= limit  # the bound the fast path rests on holds for this tokenizer
+    long_text = " ".join(["copper engine"] * limit)
+    texts = ["Who built the ark?", long_text, *near, long_text[: len(long_text) // 2]]
+    found = ef.overlong(texts, instruction)
+    assert [i for i, _ in found] == [1, len(texts) - 1]
+    assert all(n > limit for _, n in found)
+    # Short texts are never tokenized for the check.
+    calls: list[int] = []
+    real = TokenCounter.count_with_specials
+    monkeypatch.setattr(TokenCounter, "count_with_specials", lambda self, t: calls.append(len(t)) or real(self, t))
+    assert ef.overlong(["Who built the ark?", "Where is the glacier?"], instruction) == []
+    assert calls == []

@@ -381,6 +381,20 @@ def test_html_without_main_text_is_refused(tmp_path):
     assert unreadable(path) == "no main text in HTML"
 
 
+@pytest.mark.parametrize(
+    "name,content,reason",
+    [
+        ("zw.html", "<html><body><p>\u200b\u200b</p><p>&#8203;&shy;</p></body></html>", "no main text in HTML"),
+        ("zw.md", "# \u200b\n\n\u200d\u2060\n", "no text in Markdown"),
+        ("zw.txt", "\u200b \u200c\n" * 100, "no text (only whitespace or invisible characters)"),
+    ],
+)
+def test_documents_of_invisible_characters_only_are_refused(tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    assert unreadable(path) == reason
+
+
 # ---------------------------------------------------------------- PDF
 
 

@@ -54,6 +54,7 @@ def test_missing_paths_and_empty_globs_are_errors(tmp_path):
         (b"", "empty file"),
         (b"   \n\t\n", "no text"),
         (b"\xef\xbb\xbf", "no text"),
+        ("\u200b\u200d\u00ad \n\u2060\ufeff\u200e".encode() * 5000, "invisible characters"),
         (b"text\x00with nul", "binary"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
         ("caf\u00e9 latin-1".encode("latin-1"), "not valid UTF-8"),
@@ -77,6 +78,11 @@ def test_good_files_hash_and_bom_is_accepted(tmp_path):
     b = inspect_source(SourceFile(bom, str(bom)))
     assert a.reason is None and b.reason is None and a.sha256 != b.sha256 and len(a.sha256) == 64
     assert inspect_source(TextDocument("d", "  ")).reason == "empty document"
+    assert inspect_source(TextDocument("d", "\u200b\u200b")).reason == "empty document"
+    # invisible characters around visible text are kept: the text is what counts
+    mixed = tmp_path / "mixed.txt"
+    mixed.write_text("\u200b" * 70_000 + "soft\u00adhyphen", encoding="utf-8")
+    assert inspect_source(SourceFile(mixed, str(mixed))).reason is None
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
