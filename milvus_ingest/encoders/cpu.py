@@ -83,12 +83,20 @@ def int8_scheme(features: set[str]) -> str:
     return "s8" if features & _VNNI else "u8"
 
 
+def ndcg_evidence(precision: str, loss: float) -> str:
+    """The measured worst nDCG@10 loss to fp32 in words (a signed "delta" read as a gain)."""
+    if loss > 0:
+        return f"{precision} loses {loss:.4f} nDCG@10 to fp32 at worst (tolerance {NDCG_TOLERANCE})"
+    better = f"{-loss:.4f} better at worst; " if loss < 0 else ""
+    return f"{precision} loses no nDCG@10 to fp32 ({better}tolerance {NDCG_TOLERANCE})"
+
+
 def int8_verdict(quality: dict[str, float] | None) -> tuple[bool, str]:
     """Whether int8 is proven good enough, and the evidence, from measured figures."""
     quality = quality or {}
     if "int8_ndcg_delta" in quality:
         delta = float(quality["int8_ndcg_delta"])
-        return delta <= NDCG_TOLERANCE, f"int8 nDCG@10 delta {delta:+.4f} (tolerance {NDCG_TOLERANCE})"
+        return delta <= NDCG_TOLERANCE, ndcg_evidence("int8", delta)
     if "int8_cosine_min" in quality and "int8_cosine_mean" in quality:
         low, mean = float(quality["int8_cosine_min"]), float(quality["int8_cosine_mean"])
         ok = low >= COSINE_MIN_BOUND and mean >= COSINE_MEAN_BOUND
@@ -104,7 +112,7 @@ def half_verdict(precision: str, quality: dict[str, float] | None) -> tuple[bool
     key = f"{precision}_ndcg_delta"
     if quality and key in quality:
         delta = float(quality[key])
-        return delta <= NDCG_TOLERANCE, f"{precision} nDCG@10 delta {delta:+.4f} (tolerance {NDCG_TOLERANCE})"
+        return delta <= NDCG_TOLERANCE, ndcg_evidence(precision, delta)
     return True, f"{precision} not measured on this model"
 
 

@@ -36,6 +36,7 @@ from milvus_ingest.ingest.plan import (
     select_shard,
     shard_of,
 )
+from milvus_ingest.ingest.probe import drop_unopenable
 from milvus_ingest.ingest.report import IngestReport, StageTimes
 from milvus_ingest.ingest.stream import ProgressCallback, WriteResult, write_stream
 from milvus_ingest.sources import Discovery, Skipped, TextDocument, discover_sources
@@ -205,16 +206,22 @@ class Ingestor:
         return plan
 
     def write_sources(self, plans: Sequence[SourcePlan]) -> WriteResult:
-        """Chunk, encode and write these sources (see ``stream.write_stream``)."""
-        if not plans:
-            return WriteResult()
+        """Chunk, encode and write these sources (see ``stream.write_stream``); sources that do
+        not even open are skipped before the model loads (``probe``)."""
+        started = time.perf_counter()
+        probed = drop_unopenable(plans)
+        self.times.read += time.perf_counter() - started
+        if not probed.plans:
+            return WriteResult(failed=probed.failures)
         self.lease.check()
         self.prepare_collection(need_model=True)
         window = max(1, self.settings.model.batch_size * self.settings.model.window_batches)
-        return write_stream(
-            plans, self.chunker, self.embedder, self.store, self.times, window, self.progress, self.overlap_writes,
-            first_window=self.settings.model.batch_size,
+        result = write_stream(
+            probed.plans, self.chunker, self.embedder, self.store, self.times, window, self.progress,
+            self.overlap_writes, first_window=self.settings.model.batch_size, opened=probed.opened,
         )
+        result.failed[:0] = probed.failures
+        return result
 
     def remove_sources(self, sources: dict[str, SourceMark]) -> list[str]:
         """Delete every row of these sources, by expression, a batch of sources per request."""

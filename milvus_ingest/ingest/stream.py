@@ -127,20 +127,22 @@ def _produce(
     out: queue.Queue[Any],
     times: StageTimes,
     stop: threading.Event,
+    opened: tuple[Any, Callable[[], str]] | None = None,
 ) -> None:
     """Read (as its format: a PDF is parsed here) and chunk sources in order, ahead of the encoder
     (bounded queue: bounded memory).
 
     A source that fails to read, decode or parse — or whose bytes differ from what was inspected
     (changed mid-run) — ends with a ``_FailedItem`` instead of an ``_EndItem``: that source is
-    skipped with the reason and the run goes on.
+    skipped with the reason and the run goes on.  ``opened`` is the first source already opened
+    (``probe``).
     """
     try:
         for plan_index, plan in enumerate(plans):
             n = 0
             try:
                 started = time.perf_counter()
-                document, bytes_read = read_source(plan.item, plan.format)
+                document, bytes_read = opened if plan_index == 0 and opened else read_source(plan.item, plan.format)
                 times.read += time.perf_counter() - started
                 fields = DocumentFields(document.title, document.format, plan.mtime, document.metadata)
                 chunks = chunker.chunk_document(timed_blocks(document.blocks, times), fields.title)
@@ -204,6 +206,7 @@ def write_stream(
     progress: ProgressCallback | None = None,
     overlap_writes: bool = True,
     first_window: int = 0,
+    opened: tuple[Any, Callable[[], str]] | None = None,
 ) -> WriteResult:
     """Chunk, encode and write these sources; returns chunks per source and the failures.
 
@@ -220,7 +223,9 @@ def write_stream(
     total_bytes = sum(p.size for p in plans)
     items: queue.Queue[Any] = queue.Queue(maxsize=window_size * 2)
     stop = threading.Event()
-    producer = threading.Thread(target=_produce, args=(plans, chunker, items, times, stop), name="chunker", daemon=True)
+    producer = threading.Thread(
+        target=_produce, args=(plans, chunker, items, times, stop, opened), name="chunker", daemon=True
+    )
     writer = _Writer(store, times, threaded=overlap_writes)
     producer.start()
     writer.start()

@@ -13,7 +13,7 @@ import shutil
 import pytest
 
 from milvus_ingest.errors import CollectionMismatchError, ConfigError, PruneRefusedError
-from milvus_ingest.ingest import IngestOptions, chunk_id, run_ingest
+from milvus_ingest.ingest import IngestOptions, Ingestor, chunk_id, run_ingest
 from milvus_ingest.store import MilvusStore
 from tests.support.corpus import sample_corpus, write_corpus
 from tests.support.snapshots import clean_snapshot, snapshot
@@ -94,6 +94,30 @@ def test_bad_files_are_skipped_and_the_run_goes_on(backend, tmp_path, t5_embedde
     assert set(reasons) == {"empty.txt", "binary.txt", "latin1.txt"}
     assert "binary" in reasons["binary.txt"] and "UTF-8" in reasons["latin1.txt"] and "empty" in reasons["empty.txt"]
     assert report.exit_code == 1 and len(report.new) == 1 and report.rows == report.chunks
+
+
+def test_a_rerun_with_only_unopenable_files_to_do_never_loads_the_model(lite, tmp_path, t5_embedder):
+    corpus = write_corpus(tmp_path / "c", {"good.txt": "Good text about copper and signals."})
+    settings = lite.settings()
+    first = run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+    (corpus / "broken.pdf").write_bytes(b"%PDF-1.4\n1 0 obj <<>> endobj\n")  # no xref, no %%EOF
+    (corpus / "broken.docx").write_bytes(b"PK\x03\x04 not really a zip")
+    for _ in range(2):  # a scheduled run, then the next one: the files are retried, the model never loads
+        ingestor = Ingestor(settings)
+        try:
+            report = run_ingest(settings, [str(corpus)], ingestor=ingestor)
+        finally:
+            ingestor.close()
+        reasons = {s.source.rsplit("/", 1)[1]: s.reason for s in report.skipped}
+        assert set(reasons) == {"broken.pdf", "broken.docx"}
+        assert "PDF" in reasons["broken.pdf"] and "DOCX" in reasons["broken.docx"]
+        assert ingestor._embedder is None and report.stages.model_load == 0
+        assert report.exit_code == 1 and report.unchanged == [str(corpus / "good.txt")] and report.chunks == 0
+    # a readable file among them: the model loads, the broken ones are still skipped, the good one lands
+    (corpus / "new.txt").write_text("New text about glaciers.", encoding="utf-8")
+    report = run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+    assert {s.source.rsplit("/", 1)[1] for s in report.skipped} == {"broken.pdf", "broken.docx"}
+    assert report.new == [str(corpus / "new.txt")] and report.rows == first.chunks + report.chunks
 
 
 def test_file_emptied_later_loses_its_rows(backend, tmp_path, t5_embedder):

@@ -217,8 +217,8 @@ def test_what_auto_picks_for_the_local_model_from_its_measurements():
     assert _choice(BF16, name=MINILM_MODEL) == ("torch", "bf16")
     assert _choice(VNNI, name=MINILM_MODEL) == ("onnx", "fp32")
     assert _choice(AVX2, name=MINILM_MODEL) == ("onnx", "fp32")
-    assert "+0.0249 (tolerance 0.005)" in decide_engine(MINILM_MODEL, features=VNNI, gpu=NO_GPU).reason
-    assert "+0.0161 (tolerance 0.005)" in decide_engine(MINILM_MODEL, features=AVX2, gpu=NO_GPU).reason
+    assert "int8 loses 0.0249 nDCG@10 to fp32 at worst (tolerance 0.005)" in decide_engine(MINILM_MODEL, features=VNNI, gpu=NO_GPU).reason
+    assert "int8 loses 0.0161 nDCG@10" in decide_engine(MINILM_MODEL, features=AVX2, gpu=NO_GPU).reason
 
 
 # -- the embedding function on each engine ----------------------------------------------------
@@ -361,3 +361,15 @@ def test_a_cached_query_encoder_imports_no_torch(functions):
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:3] == ["onnx fp32", "onnx fp32", "[]"], result.stdout + result.stderr
+
+
+def test_quality_evidence_says_loss_in_words_not_a_signed_delta():
+    from milvus_ingest.encoders.cpu import half_verdict, int8_verdict
+
+    ok, why = int8_verdict({"int8_ndcg_delta": 0.0249})
+    assert not ok and why == "int8 loses 0.0249 nDCG@10 to fp32 at worst (tolerance 0.005)"
+    ok, why = half_verdict("bf16", {"bf16_ndcg_delta": 0.0017})
+    assert ok and why.startswith("bf16 loses 0.0017 nDCG@10")
+    ok, why = half_verdict("bf16", {"bf16_ndcg_delta": -0.002})
+    assert ok and why == "bf16 loses no nDCG@10 to fp32 (0.0020 better at worst; tolerance 0.005)"
+    assert "+" not in why
