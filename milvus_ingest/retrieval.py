@@ -275,6 +275,12 @@ def _check_questions(questions: list[str]) -> None:
     for number, question in enumerate(questions, start=1):
         if not isinstance(question, str) or not question.strip():
             raise ConfigError(f"question {number} is empty")
+        try:
+            question.encode("utf-8")
+        except UnicodeEncodeError as exc:  # bytes a non-UTF-8 terminal or locale passed through argv
+            raise ConfigError(
+                f"question {number} is not valid UTF-8 (at character {exc.start}): pass the question as UTF-8 text"
+            ) from None
 
 
 def _check_top_k(top_k: int) -> None:
