@@ -99,6 +99,8 @@ def print_report(report: EvaluationReport, stream: Any = sys.stdout) -> None:
             + (f" ({report.skipped_documents} empty documents skipped)" if report.skipped_documents else ""),
         ),
     ]
+    if report.queries_cut:
+        rows.append(("queries cut", f"{report.queries_cut} longer than the model reads: encoded from their first tokens"))
     rows += [(name, f"{value:.4f}") for name, value in report.metrics.items()]
     rows.append(
         (

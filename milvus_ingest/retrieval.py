@@ -75,6 +75,9 @@ class Searcher:
         # A private copy of the Milvus settings: the metric is set to the collection's below.
         self.store = store or MilvusStore(settings.milvus.model_copy(deep=True))
         self._encoder = encoder
+        #: Warn about each question longer than the model reads; off where the caller reports
+        #: them once itself (an evaluation over thousands of queries).
+        self.warn_overlong = True
         try:
             self.meta = self._check_collection()
             self.index_type = self._index_type()
@@ -143,7 +146,7 @@ class Searcher:
         reads all of it); that is said in a warning naming the question, never done silently."""
         questions = list(questions)
         encoder = self.encoder
-        overlong = getattr(encoder, "overlong", None)
+        overlong = getattr(encoder, "overlong", None) if self.warn_overlong else None
         for i, n in overlong(questions, self.query_instruction) if overlong else []:
             log.warning(
                 "question %d is %d tokens: the model reads its first %d, the rest is left out of its vector "

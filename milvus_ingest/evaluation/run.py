@@ -11,6 +11,7 @@ import Prefect.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import time
@@ -25,6 +26,8 @@ from milvus_ingest.config import Settings
 from milvus_ingest.errors import ConfigError
 from milvus_ingest.evaluation.metrics import evaluate_run
 from milvus_ingest.retrieval import MAX_TOP_K, Hit, Searcher
+
+log = logging.getLogger(__name__)
 
 #: Questions encoded and searched per call.
 QUERY_BATCH = 64
@@ -74,6 +77,8 @@ class EvaluationReport:
     engine: dict[str, Any] | None = None
     #: The search mode scored (``auto`` resolved).
     mode: str = ""
+    #: Queries longer than the model reads (encoded from their first tokens).
+    queries_cut: int = 0
 
     def summary(self) -> dict[str, float | int]:
         """The flat record ``--json`` prints: every metric plus ``queries``."""
@@ -93,6 +98,7 @@ class EvaluationReport:
             "seconds": self.seconds,
             "engine": self.engine,
             "mode": self.mode,
+            "queries_cut": self.queries_cut,
             "queries": self.per_query,
         }
 
@@ -184,6 +190,7 @@ def evaluate_modes(
         queries = dataset.judged_queries()
         qids = list(queries)
         with Searcher(scratch, encoder=query_encoder or embedder) as searcher:
+            queries_cut = _count_overlong(searcher, modes, list(queries.values()))
             for mode in modes:
                 began = time.perf_counter()
                 rankings: dict[str, list[tuple[str, float]]] = {}
@@ -218,7 +225,21 @@ def evaluate_modes(
         collection=scratch.milvus.collection,
         uri=uri or "temporary Milvus Lite folder",
         engine=_engine_of(embedder, query_encoder),
+        queries_cut=queries_cut,
     ), results
+
+
+def _count_overlong(searcher: Searcher, modes: Sequence[str], questions: list[str]) -> int:
+    """Queries longer than the model reads, counted and said once (their vectors are made from
+    their first tokens, as a search would), instead of a warning per query and batch."""
+    searcher.warn_overlong = False
+    encoder = searcher.encoder if any(not m.startswith("bm25") for m in modes) else None
+    cut = len(encoder.overlong(questions, searcher.query_instruction)) if hasattr(encoder, "overlong") else 0
+    if cut:
+        log.warning("%d of %d queries are longer than the model reads (%d tokens): their vectors are made from "
+                    "their first tokens, as a search would; BM25 reads them whole", cut, len(questions),
+                    encoder.max_seq_length)
+    return cut
 
 
 def corpus_documents(dataset: BeirDataset, settings: Settings) -> list[Any]:

@@ -5,6 +5,7 @@ always dropped, the command line's JSON and per-query output, and the flow's art
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from pathlib import Path
 
@@ -124,6 +125,21 @@ def _with(settings, collection):
     other = settings.model_copy(deep=True)
     other.milvus.collection = collection
     return other
+
+
+def test_queries_longer_than_the_model_reads_are_counted_and_said_once(lite, tmp_path, t5_embedder, caplog):
+    dataset_dir = write_beir(tmp_path / "beir")
+    long_query = " ".join(["What hums in the copper harbour?"] * t5_embedder.max_seq_length)
+    lines = [json.dumps({"_id": "q1", "text": long_query}), json.dumps({"_id": "q2", "text": long_query[:4000]})]
+    (dataset_dir / "queries.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    caplog.set_level(logging.WARNING, logger="milvus_ingest")
+    report = evaluate_dataset(lite.settings(), dataset_dir, k=3, embedder=t5_embedder, mode="hybrid")
+    assert report.queries == 2 and report.queries_cut == 2 and report.details()["queries_cut"] == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("2 of 2 queries are longer than the model reads"), warnings
+    caplog.clear()
+    short = evaluate_dataset(lite.settings(), write_beir(tmp_path / "short"), k=3, embedder=t5_embedder)
+    assert short.queries_cut == 0 and not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 
 def test_documents_are_ranked_by_their_best_chunk():
