@@ -27,6 +27,7 @@ from milvus_ingest.store.search import (
     text_hits,
 )
 from milvus_ingest.hits import Hit, location, to_hit as _to_hit
+from milvus_ingest.readers.base import is_blank
 from milvus_ingest.store import SCALAR_FIELDS, CollectionMeta, MilvusStore
 from milvus_ingest.store.capabilities import bm25_problem
 
@@ -276,7 +277,7 @@ def _check_questions(questions: list[str]) -> None:
     if not questions:
         raise ConfigError("no question given")
     for number, question in enumerate(questions, start=1):
-        if not isinstance(question, str) or not question.strip():
+        if not isinstance(question, str) or is_blank(question):  # zero-width spaces alone ask nothing
             raise ConfigError(f"question {number} is empty")
         try:
             question.encode("utf-8")

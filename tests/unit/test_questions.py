@@ -13,6 +13,7 @@ from milvus_ingest.retrieval import _check_questions
     [
         ([], "no question given"),
         (["fine", "  "], "question 2 is empty"),
+        (["\u200b\u200d\ufeff"], "question 1 is empty"),  # invisible characters ask nothing
         (["caf\udce9 au lait"], "question 1 is not valid UTF-8 (at character 3)"),  # argv bytes from a latin-1 shell
     ],
 )
