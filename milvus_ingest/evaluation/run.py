@@ -190,6 +190,7 @@ def evaluate_modes(
         queries = dataset.judged_queries()
         qids = list(queries)
         with Searcher(scratch, encoder=query_encoder or embedder) as searcher:
+            searcher.warn_overlong = False  # long queries are counted and said once, not per batch
             queries_cut = _count_overlong(searcher, modes, list(queries.values()))
             for mode in modes:
                 began = time.perf_counter()
@@ -232,7 +233,6 @@ def evaluate_modes(
 def _count_overlong(searcher: Searcher, modes: Sequence[str], questions: list[str]) -> int:
     """Queries longer than the model reads, counted and said once (their vectors are made from
     their first tokens, as a search would), instead of a warning per query and batch."""
-    searcher.warn_overlong = False
     encoder = searcher.encoder if any(not m.startswith("bm25") for m in modes) else None
     cut = len(encoder.overlong(questions, searcher.query_instruction)) if hasattr(encoder, "overlong") else 0
     if cut:

@@ -12,13 +12,12 @@ twice; a source that opens but fails later (a bad page 200) is still the produce
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from itertools import chain
 
 from milvus_ingest.ingest.plan import SourcePlan
-from milvus_ingest.ingest.stream import read_failure_reason
-from milvus_ingest.readers import Document
+from milvus_ingest.ingest.stream import Opened, read_failure_reason
 from milvus_ingest.reading import read_source
 from milvus_ingest.sources import Skipped
 
@@ -29,7 +28,7 @@ class Probed:
 
     plans: list[SourcePlan]
     #: ``read_source``'s answer for ``plans[0]`` (its blocks whole again); None when no plan is left.
-    opened: tuple[Document, Callable[[], str]] | None
+    opened: Opened | None
     failures: list[Skipped]
 
 

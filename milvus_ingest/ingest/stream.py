@@ -33,12 +33,14 @@ from milvus_ingest.chunking import Chunk, Chunker
 from milvus_ingest.ingest.faults import fault_point
 from milvus_ingest.ingest.plan import SourcePlan
 from milvus_ingest.ingest.report import StageTimes
-from milvus_ingest.readers import Block, UnreadableDocument
+from milvus_ingest.readers import Block, Document, UnreadableDocument
 from milvus_ingest.reading import SourceReadError, os_reason, read_source
 from milvus_ingest.sources import Skipped
 from milvus_ingest.store import DocumentFields, MilvusStore, chunk_row
 
 ProgressCallback = Callable[[int, int, int], None]  # (bytes done, bytes total, chunks done)
+#: A source already opened: ``read_source``'s answer (the document, the hash of its bytes read).
+Opened = tuple[Document, Callable[[], str]]
 
 
 @dataclass
@@ -127,7 +129,7 @@ def _produce(
     out: queue.Queue[Any],
     times: StageTimes,
     stop: threading.Event,
-    opened: tuple[Any, Callable[[], str]] | None = None,
+    opened: Opened | None = None,
 ) -> None:
     """Read (as its format: a PDF is parsed here) and chunk sources in order, ahead of the encoder
     (bounded queue: bounded memory).
@@ -206,7 +208,7 @@ def write_stream(
     progress: ProgressCallback | None = None,
     overlap_writes: bool = True,
     first_window: int = 0,
-    opened: tuple[Any, Callable[[], str]] | None = None,
+    opened: Opened | None = None,
 ) -> WriteResult:
     """Chunk, encode and write these sources; returns chunks per source and the failures.
 
