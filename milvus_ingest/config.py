@@ -91,11 +91,15 @@ class ModelSettings(_Strict):
     doc_instruction: str | None = None
     query_instruction: str | None = None
     batch_size: int = Field(default=32, ge=1, le=4096)
-    #: Batches handed to the encoder per call.  It sorts them by token count, so a wider window
-    #: pads a little less (3,047 chunks: 8 batches 7.7% padding slots, 32 batches 6.0%, the whole
-    #: corpus 5.7%), but a Ctrl-C redoes up to a window, sources commit a window later, and two
-    #: windows of texts and vectors are held: 8 keeps that to seconds of encoding on a CPU.
-    window_batches: int = Field(default=8, ge=1, le=1024)
+    #: Batches handed to the encoder per call, at most.  It sorts a call's chunks by token count,
+    #: so a wider window pads less: 3,047 chunks of the 2 MB benchmark corpus (AMD EPYC, bf16)
+    #: encoded 1.6 s faster in windows of 32 batches than of 8 (docs/engines.md).  But a Ctrl-C
+    #: redoes up to a window and sources commit a window later, so windows also stop growing
+    #: at ``window_seconds`` of encoding: a slow model on a CPU keeps them small.
+    window_batches: int = Field(default=32, ge=1, le=1024)
+    #: Windows start at one batch and double while the next would take at most this many
+    #: seconds to encode (as the last one ran), and halve when one took over twice this.
+    window_seconds: float = Field(default=15.0, gt=0, le=86400)
     device: str = "auto"
     #: The encoder engine: ``torch`` (sentence-transformers) or ``onnx`` (ONNX Runtime on the CPU,
     #: exported once and cached); ``auto`` picks from this machine's CPU/GPU and measured quality.

@@ -219,6 +219,7 @@ class Ingestor:
         result = write_stream(
             probed.plans, self.chunker, self.embedder, self.store, self.times, window, self.progress,
             self.overlap_writes, first_window=self.settings.model.batch_size, opened=probed.opened,
+            window_seconds=self.settings.model.window_seconds,
         )
         result.failed[:0] = probed.failures
         return result

@@ -33,6 +33,7 @@ from milvus_ingest.chunking import Chunk, Chunker
 from milvus_ingest.ingest.faults import fault_point
 from milvus_ingest.ingest.plan import SourcePlan
 from milvus_ingest.ingest.report import StageTimes
+from milvus_ingest.ingest.writer import Writer
 from milvus_ingest.readers import Block, Document, UnreadableDocument
 from milvus_ingest.reading import SourceReadError, os_reason, read_source
 from milvus_ingest.sources import Skipped
@@ -55,66 +56,6 @@ class _ChunkItem:
 class _EndItem:
     plan_index: int
     n_chunks: int
-
-
-class _Writer(threading.Thread):
-    """Applies upserts and per-source finalisation in order, behind the encoder."""
-
-    def __init__(self, store: MilvusStore, times: StageTimes, threaded: bool = True):
-        super().__init__(name="milvus-writer", daemon=True)
-        #: False applies each write at once in the caller's thread (the benchmark's ablation).
-        self.threaded = threaded
-        self.store = store
-        self.times = times
-        self.ops: queue.Queue[tuple[str, Any] | None] = queue.Queue(maxsize=4)
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        while True:
-            op = self.ops.get()
-            if op is None:
-                return
-            if self.error is not None:
-                continue  # drain: the main thread will raise
-            kind, payload = op
-            started = time.perf_counter()
-            try:
-                if kind == "upsert":
-                    self.store.upsert(payload)
-                    fault_point("after_upsert")
-                elif kind == "finalize":
-                    tails, commit_rows = payload
-                    if tails:
-                        self.store.delete_tails(tails)
-                        fault_point("after_delete")
-                    if commit_rows:
-                        self.store.upsert(commit_rows)
-            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-                self.error = exc
-            finally:
-                self.times.write += time.perf_counter() - started
-
-    def start(self) -> None:
-        if self.threaded:
-            super().start()
-
-    def put(self, op: tuple[str, Any]) -> None:
-        self.raise_if_failed()
-        self.ops.put(op)
-        if not self.threaded:
-            self.ops.put(None)
-            self.run()
-            self.raise_if_failed()
-
-    def raise_if_failed(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def close(self) -> None:
-        if self.threaded:
-            self.ops.put(None)
-            self.join()
-        self.raise_if_failed()
 
 
 @dataclass
@@ -209,11 +150,14 @@ def write_stream(
     overlap_writes: bool = True,
     first_window: int = 0,
     opened: Opened | None = None,
+    window_seconds: float = 0.0,
 ) -> WriteResult:
     """Chunk, encode and write these sources; returns chunks per source and the failures.
 
     Windows grow from ``first_window`` chunks (one batch; 0: ``window_size``) by doubling up to
-    ``window_size``, so the model starts once one batch is chunked instead of a whole window.
+    ``window_size``, so the model starts once one batch is chunked instead of a whole window;
+    with ``window_seconds`` (0: no limit) only while the next window would encode in that time
+    at the last one's pace, and they halve (not below ``first_window``) after one took twice it.
 
     Each source ends with its stale tail deleted and then its commit mark (chunk 0's
     ``n_chunks``) written, in that order (see the module docstring), so a crash anywhere leaves
@@ -228,7 +172,7 @@ def write_stream(
     producer = threading.Thread(
         target=_produce, args=(plans, chunker, items, times, stop, opened), name="chunker", daemon=True
     )
-    writer = _Writer(store, times, threaded=overlap_writes)
+    writer = Writer(store, times, threaded=overlap_writes)
     producer.start()
     writer.start()
     counts = result.counts
@@ -258,9 +202,11 @@ def write_stream(
                 window.append(item)
                 in_window += isinstance(item, _ChunkItem)
             if window and (finished or in_window >= target):
+                encoding_before = times.encode
                 done_chunks += _flush(window, plans, ef, writer, first_rows, counts, times, same_tokens)
                 done_bytes += sum(plans[w.plan_index].size for w in window if isinstance(w, _EndItem))
-                window, in_window, target = [], 0, min(window_size, target * 2)
+                target = next_window(target, times.encode - encoding_before, window_size, first_window, window_seconds)
+                window, in_window = [], 0
                 if progress:
                     progress(done_bytes, total_bytes, done_chunks)
                 fault_point("between_batches")
@@ -276,11 +222,20 @@ def write_stream(
     return result
 
 
+def next_window(size: int, seconds: float, most: int, least: int, budget: float) -> int:
+    """The next window's size in chunks, after one of ``size`` chunks encoded in ``seconds``."""
+    if budget <= 0 or seconds * 2 <= budget:
+        return min(most, size * 2)
+    if seconds > budget * 2:
+        return max(least or 1, size // 2)
+    return size
+
+
 def _flush(
     window: list[_ChunkItem | _EndItem],
     plans: Sequence[SourcePlan],
     ef: Any,
-    writer: _Writer,
+    writer: Writer,
     first_rows: dict[int, dict[str, Any]],
     counts: dict[str, int],
     times: StageTimes,

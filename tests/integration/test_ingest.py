@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import pytest
 
@@ -201,6 +202,25 @@ def test_the_encoder_gets_windows_of_window_batches_batches(lite, tmp_path, t5_e
     assert sum(sizes) == report.chunks and len(sizes) > 4
     assert sizes[:2] == [2, 4]  # one batch, two, then the window of three
     assert all(size == 6 for size in sizes[2:-1]) and 0 < sizes[-1] <= 6
+
+
+def test_windows_stop_growing_at_window_seconds_of_encoding(lite, tmp_path, t5_embedder, monkeypatch):
+    """A model slower than ``window_seconds`` per window keeps windows at one batch: a Ctrl-C
+    redoes seconds of encoding, not minutes, whatever ``window_batches`` allows."""
+    corpus = sample_corpus(tmp_path / "corpus", paragraphs=8)
+    sizes: list[int] = []
+    original = type(t5_embedder).encode_array
+
+    def slow(self, texts, instruction="", encodings=None):
+        sizes.append(len(texts))
+        time.sleep(0.05)  # 50 ms a window: over twice the 20 ms budget
+        return original(self, texts, instruction, encodings)
+
+    monkeypatch.setattr(type(t5_embedder), "encode_array", slow)
+    settings = lite.settings(model__batch_size=2, model__window_batches=64, model__window_seconds=0.02)
+    report = run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+    assert sum(sizes) == report.chunks and len(sizes) > 4
+    assert max(sizes) == 2 and report.rows == report.chunks
 
 
 def test_unsupported_index_type_is_refused_up_front(backend, tmp_path, t5_embedder):
