@@ -3,7 +3,8 @@
 A batch is padded to its longest item, so a batch of one 200-token chunk and thirty-one
 20-token tails pays for 6,400 token slots to encode 820 tokens.  sentence-transformers sorts the
 texts of one ``encode`` call by character length before cutting batches; the pipeline hands it a
-window of ``batch_size * window_batches`` chunks per call (``model.window_batches``).  This module replays those policies on
+window of up to ``batch_size * window_batches`` chunks per call (``model.window_batches``; a slow model
+stops short of it at ``model.window_seconds``, which this replay, timing nothing, leaves out).  This module replays those policies on
 the real token counts.  It must never run the model: it is a pure function of the counts.
 """
 
