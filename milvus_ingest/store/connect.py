@@ -62,6 +62,15 @@ def skip_per_character_string_check() -> None:
         helper.CHECK_STR_ARRAY = False
 
 
+#: pymilvus pings its server every 10 s, even with no call in flight; Milvus Lite's in-process
+#: gRPC server keeps gRPC's default policy (at most one ping per 5 minutes without data), so a
+#: connection idle for a minute or two (a QA app between questions, ``flows.serve`` between
+#: runs) got a GOAWAY "too_many_pings" and gRPC's C core printed two raw log lines to stderr
+#: (the next call reconnected).  Lite runs in this process: no ping can find it dead, so none
+#: is sent while idle.
+LITE_GRPC_OPTIONS = {"grpc.keepalive_permit_without_calls": False}
+
+
 def connect(settings: MilvusSettings) -> Any:
     """A connected ``MilvusClient`` for ``settings``, or a ``StoreError`` naming the cause."""
     MilvusClient = import_pymilvus().MilvusClient
@@ -77,6 +86,8 @@ def connect(settings: MilvusSettings) -> Any:
         kwargs: dict[str, Any] = {"uri": settings.uri, "timeout": min(settings.timeout, 5)}
         if settings.token:
             kwargs["token"] = settings.token
+        if settings.is_lite:
+            kwargs["grpc_options"] = LITE_GRPC_OPTIONS
         return MilvusClient(**kwargs)
     except Exception as exc:
         raise _describe_connect_error(settings, exc) from None
