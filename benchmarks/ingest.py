@@ -167,7 +167,7 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
         ef = InstructorEmbeddingFunction(
             model_name=m.name, query_instruction=m.query_instruction, doc_instruction=m.doc_instruction,
             batch_size=m.batch_size, device=m.device, normalize_embeddings=m.normalize_embeddings,
-            precision=m.precision, threads=m.threads, backend=m.backend,
+            precision=m.precision, threads=m.threads, backend=m.backend, workers=m.workers,
         )
     note(f"engine: {ef.backend} {ef.precision} ({ef.engine_info['reason']})")
     threads_list = args.thread_list or [m.threads]
@@ -175,7 +175,7 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
 
     def set_threads(t: int) -> int:
         n = t or default_threads  # 0 means what the pipeline does with model.threads: 0
-        torch.set_num_threads(n)
+        getattr(ef.engine, "set_threads", torch.set_num_threads)(n)  # the TorchScript engine's workers too
         return n
 
     # -- the chunks the pipeline will cut, timed as stages of their own --------------------
@@ -228,7 +228,7 @@ def run_benchmark(args: argparse.Namespace, settings: Any, corpus: Path, work: P
     token_counts = counter.count_with_specials([ef.doc_instruction + t.strip() for t in texts])
     window = m.batch_size * m.window_batches
     padding = [p.as_dict() for p in padding_reports(token_counts, [len(ef.doc_instruction + t.strip()) for t in texts],
-                                                   m.batch_size, window)]
+                                                   m.batch_size, window, ef.workers)]
 
     ef.encode_array(texts[: m.batch_size], ef.doc_instruction)  # warm-up (first-call allocations)
     results: list[Result] = []

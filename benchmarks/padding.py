@@ -4,7 +4,8 @@ A batch is padded to its longest item, so a batch of one 200-token chunk and thi
 20-token tails pays for 6,400 token slots to encode 820 tokens.  sentence-transformers sorts the
 texts of one ``encode`` call by character length before cutting batches; the pipeline hands it a
 window of up to ``batch_size * window_batches`` chunks per call (``model.window_batches``; a slow model
-stops short of it at ``model.window_seconds``, which this replay, timing nothing, leaves out).  This module replays those policies on
+stops short of it at ``model.window_seconds``, which this replay, timing nothing, leaves out; it
+doubles windows from the first, where a fast model jumps to the widest, so it pads no less).  This module replays those policies on
 the real token counts.  It must never run the model: it is a pure function of the counts.
 """
 
@@ -68,11 +69,15 @@ def padding_report(
     return PaddingReport(policy, len(batches), tokens, slots)
 
 
-def padding_reports(token_counts: Sequence[int], char_lengths: Sequence[int], batch_size: int, window: int) -> list[PaddingReport]:
-    """The three policies the benchmark compares: plain loop, the pipeline's windows, one call."""
+def padding_reports(
+    token_counts: Sequence[int], char_lengths: Sequence[int], batch_size: int, window: int, workers: int = 1
+) -> list[PaddingReport]:
+    """The three policies the benchmark compares: plain loop, the pipeline's windows (from a batch
+    per worker), one call."""
+    first = min(window, batch_size * workers)
     return [
         padding_report(f"arrival order, batches of {batch_size} (plain loop)", token_counts, char_lengths, batch_size, None),
-        padding_report(f"sorted windows of {window}, from {batch_size} (pipeline)", token_counts, char_lengths,
-                       batch_size, window, first_window=batch_size),
+        padding_report(f"sorted windows of {window}, from {first} (pipeline)", token_counts, char_lengths,
+                       batch_size, window, first_window=first),
         padding_report("whole corpus sorted (ceiling)", token_counts, char_lengths, batch_size, 0),
     ]

@@ -119,7 +119,9 @@ def print_summary(summary: dict[str, Any], stream: Any = sys.stdout) -> None:
     ]
     engine = summary.get("engine")
     if engine:
-        rows.append(("engine", f"{engine['backend']} {engine['precision']}: {engine['reason']}"))
+        share = engine.get("threads_per_batch")
+        at_a_time = f"; {len(share)} batches at a time, {'/'.join(map(str, share))} threads each" if share else ""
+        rows.append(("engine", f"{engine['backend']} {engine['precision']}: {engine['reason']}{at_a_time}"))
     retrieval = summary.get("retrieval")
     if retrieval:
         doc = retrieval["doc_instruction"]

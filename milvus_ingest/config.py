@@ -97,8 +97,8 @@ class ModelSettings(_Strict):
     #: redoes up to a window and sources commit a window later, so windows also stop growing
     #: at ``window_seconds`` of encoding: a slow model on a CPU keeps them small.
     window_batches: int = Field(default=32, ge=1, le=1024)
-    #: Windows start at one batch and double while the next would take at most this many
-    #: seconds to encode (as the last one ran), and halve when one took over twice this.
+    #: Windows start at one batch per worker and double (as often as fits) while the next would
+    #: take at most this many seconds to encode (as the last one ran); halve past twice this.
     window_seconds: float = Field(default=15.0, gt=0, le=86400)
     device: str = "auto"
     #: The encoder engine: ``torch`` (sentence-transformers) or ``onnx`` (ONNX Runtime on the CPU,
@@ -108,6 +108,10 @@ class ModelSettings(_Strict):
     precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"
     #: The engine's intra-op threads; 0 keeps its default.  See the benchmark for why it matters.
     threads: int = Field(default=0, ge=0, le=512)
+    #: Batches the torch engine on a CPU encodes at a time, sharing ``threads``; 0: two from two
+    #: cores up (7-10% faster than one batch on both cores, measured on 2 cores; docs/engines.md).
+    #: ONNX Runtime and GPUs run one batch at a time whatever this says.
+    workers: int = Field(default=0, ge=0, le=64)
     normalize_embeddings: bool = True
 
     @property

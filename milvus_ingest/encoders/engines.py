@@ -219,9 +219,11 @@ def build_engine(
     threads: int = 0,
     cache_dir: str | Path | None = None,
     label: str = "",
+    workers: int = 0,
     **kwargs: Any,
 ) -> Engine:
-    """The engine ``choice`` names, loaded from the local model folder ``path``."""
+    """The engine ``choice`` names, loaded from the local model folder ``path``; ``workers``
+    (batches at a time) is the TorchScript engine's only."""
     if choice.backend == "onnx":
         if kwargs:
             raise ModelError(
@@ -235,7 +237,7 @@ def build_engine(
             normalize=normalize_embeddings,
         )
     if not kwargs and choice.precision in ("fp32", "bf16") and not gpu_info(device)[0]:
-        engine = _torchscript_engine(choice, path, batch_size, normalize_embeddings, threads, cache_dir, label)
+        engine = _torchscript_engine(choice, path, batch_size, normalize_embeddings, threads, cache_dir, label, workers)
         if engine is not None:
             return engine
     from milvus_ingest.encoders.torch_engine import TorchEngine
@@ -247,7 +249,7 @@ def build_engine(
 
 def _torchscript_engine(
     choice: EngineChoice, path: str, batch_size: int, normalize: bool, threads: int,
-    cache_dir: str | Path | None, label: str,
+    cache_dir: str | Path | None, label: str, workers: int = 0,
 ) -> Engine | None:
     """torch on a CPU as a cached TorchScript trace (starts without sentence-transformers), or
     None where the model's layout is not one the trace reproduces or the trace cannot be made:
@@ -259,7 +261,7 @@ def _torchscript_engine(
     from milvus_ingest.encoders.torchscript_engine import TorchScriptEncoder
 
     try:
-        return TorchScriptEncoder(path, choice.precision, threads, batch_size, cache_dir, normalize)
+        return TorchScriptEncoder(path, choice.precision, threads, batch_size, cache_dir, normalize, workers)
     except ModelError:
         raise
     except Exception as exc:  # noqa: BLE001 - a model the tracer cannot handle still runs, on ST

@@ -21,6 +21,7 @@ import numpy as np
 
 from milvus_ingest.encoders import export
 from milvus_ingest.encoders.layout import read_layout
+from milvus_ingest.encoders.pool import BatchPool
 from milvus_ingest.errors import ModelError
 
 _ACTIVATIONS = {"identity": lambda x: x, "tanh": np.tanh}
@@ -44,6 +45,9 @@ class ExportedEncoder:
 
     backend = ""
     device = "cpu"
+    #: Batches encoded at a time (``pool``); a subclass that gains from more sets it.
+    workers = 1
+    _workers: BatchPool | None = None
 
     def __init__(
         self,
@@ -82,6 +86,9 @@ class ExportedEncoder:
 
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         raise NotImplementedError
+
+    def _worker_setup(self, index: int) -> None:
+        """Runs in each of the ``workers`` threads before its first batch."""
 
     # -- the rest -----------------------------------------------------------------------
     def _load_tokenizer(self) -> Any:
@@ -128,10 +135,20 @@ class ExportedEncoder:
         if not self._usable(encodings, len(texts)):
             encodings = self._tokenizer.encode_batch([self._prepare(instruction + str(t).strip()) for t in texts])
         order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
-        for start in range(0, len(order), self.batch_size):
-            index = order[start : start + self.batch_size]
-            out[index] = self._encode_batch([encodings[i] for i in index], skip)
+        batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        if self.workers > 1 and len(batches) > 1:
+            # Longest first, taken one by one: the workers end a call within a short batch of each other.
+            rows = self._batch_pool().map(lambda index: self._encode_batch([encodings[i] for i in index], skip), batches)
+        else:
+            rows = [self._encode_batch([encodings[i] for i in index], skip) for index in batches]
+        for index, vectors in zip(batches, rows):
+            out[index] = vectors
         return out
+
+    def _batch_pool(self) -> BatchPool:
+        if self._workers is None:
+            self._workers = BatchPool(self.workers, self._worker_setup, name=f"{self.backend}-encoder").start()
+        return self._workers
 
     def _usable(self, encodings: list[Any] | None, n: int) -> bool:
         return (

@@ -96,7 +96,8 @@ class InstructorEmbeddingFunction:
     all-MiniLM-L6-v2, the paper's retrieval prompts for Instructor, Milvus's defaults otherwise).
     ``backend`` is ``auto``, ``torch`` or ``onnx``; ``precision`` is ``auto``, ``fp32``, ``fp16``
     (GPU), ``bf16`` (GPU, or CPUs with AVX512-BF16 / AMX) or ``int8`` (ONNX Runtime);
-    ``threads`` sets the engine's intra-op threads (0 keeps its default); ``cache_dir`` is where
+    ``threads`` sets the engine's intra-op threads (0 keeps its default), ``workers`` how many
+    batches the torch engine on a CPU encodes at a time (0: its default); ``cache_dir`` is where
     ONNX exports live (default ``$MILVUS_INGEST_CACHE`` or ~/.cache/milvus_ingest/onnx);
     ``for_queries`` picks the engine for encoding questions (ONNX fp32 under ``auto``).
     ``engine_choice`` says what runs and why.
@@ -115,6 +116,7 @@ class InstructorEmbeddingFunction:
         backend: str = "auto",
         cache_dir: str | Path | None = None,
         for_queries: bool = False,
+        workers: int = 0,
         **kwargs: Any,
     ):
         self.model_name = model_name
@@ -135,7 +137,8 @@ class InstructorEmbeddingFunction:
                 )
         self.engine_choice = choice
         self.engine = build_engine(
-            choice, path, batch_size, device, normalize_embeddings, threads, cache_dir, label=model_name, **kwargs
+            choice, path, batch_size, device, normalize_embeddings, threads, cache_dir, label=model_name,
+            workers=workers, **kwargs,
         )
         log.info("encoder %s: %s %s (%s)", model_name, choice.backend, choice.precision, choice.reason)
         self._counter: Any = None
@@ -156,6 +159,7 @@ class InstructorEmbeddingFunction:
             threads=model.threads,
             backend=model.backend,
             for_queries=for_queries,
+            workers=model.workers,
         )
 
     def set_query_instruction(self, instruction: str) -> None:
@@ -194,13 +198,24 @@ class InstructorEmbeddingFunction:
         return self.engine_choice.precision
 
     @property
+    def workers(self) -> int:
+        """Batches the engine encodes at a time (the pipeline's first window holds one for each)."""
+        return int(getattr(self.engine, "workers", 1))
+
+    @property
     def device(self) -> str:
         return str(self.engine.device)
 
     @property
     def engine_info(self) -> dict[str, Any]:
-        """Backend, precision, the reason and the CPU flags: what the run summary reports."""
-        return self.engine_choice.as_dict()
+        """Backend, precision, the reason, the CPU flags and how batches share the cores: what the
+        run summary reports."""
+        info = self.engine_choice.as_dict()
+        threads = getattr(self.engine, "worker_threads", None)
+        if threads and len(threads) > 1:
+            info["batches_at_a_time"] = len(threads)
+            info["threads_per_batch"] = list(threads)
+        return info
 
     @property
     def _model(self) -> Any:

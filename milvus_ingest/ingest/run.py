@@ -216,9 +216,10 @@ class Ingestor:
         self.lease.check()
         self.prepare_collection(need_model=True)
         window = max(1, self.settings.model.batch_size * self.settings.model.window_batches)
+        first = self.settings.model.batch_size * getattr(self.embedder, "workers", 1)  # a batch for each worker
         result = write_stream(
             probed.plans, self.chunker, self.embedder, self.store, self.times, window, self.progress,
-            self.overlap_writes, first_window=self.settings.model.batch_size, opened=probed.opened,
+            self.overlap_writes, first_window=min(first, window), opened=probed.opened,
             window_seconds=self.settings.model.window_seconds,
         )
         result.failed[:0] = probed.failures

@@ -154,10 +154,11 @@ def write_stream(
 ) -> WriteResult:
     """Chunk, encode and write these sources; returns chunks per source and the failures.
 
-    Windows grow from ``first_window`` chunks (one batch; 0: ``window_size``) by doubling up to
-    ``window_size``, so the model starts once one batch is chunked instead of a whole window;
-    with ``window_seconds`` (0: no limit) only while the next window would encode in that time
-    at the last one's pace, and they halve (not below ``first_window``) after one took twice it.
+    Windows grow from ``first_window`` chunks (a batch per worker; 0: ``window_size``) up to
+    ``window_size``, so the model starts once those are chunked instead of a whole window; with
+    ``window_seconds`` (0: no limit, doubling each time) they double as often as the next would
+    still encode in that time at the last one's pace, and halve (not below ``first_window``)
+    after one took twice it.
 
     Each source ends with its stale tail deleted and then its commit mark (chunk 0's
     ``n_chunks``) written, in that order (see the module docstring), so a crash anywhere leaves
@@ -172,7 +173,7 @@ def write_stream(
     producer = threading.Thread(
         target=_produce, args=(plans, chunker, items, times, stop, opened), name="chunker", daemon=True
     )
-    writer = Writer(store, times, threaded=overlap_writes)
+    writer = Writer(store, times, threaded=overlap_writes, flush_rows=window_size)
     producer.start()
     writer.start()
     counts = result.counts
@@ -223,12 +224,18 @@ def write_stream(
 
 
 def next_window(size: int, seconds: float, most: int, least: int, budget: float) -> int:
-    """The next window's size in chunks, after one of ``size`` chunks encoded in ``seconds``."""
-    if budget <= 0 or seconds * 2 <= budget:
+    """The next window's size in chunks, after one of ``size`` chunks encoded in ``seconds``:
+    doubled as many times as still encodes within ``budget`` at that pace (a fast model goes
+    from its first window to the widest at once: a narrow window pads more, because it sorts
+    fewer chunks), kept, or halved past twice the budget."""
+    if budget <= 0:
         return min(most, size * 2)
     if seconds > budget * 2:
         return max(least or 1, size // 2)
-    return size
+    grown = size
+    while grown < most and (grown * 2) * seconds <= budget * size:
+        grown *= 2
+    return min(most, grown)
 
 
 def _flush(

@@ -42,7 +42,10 @@ def test_padding_policies_on_known_counts():
     windowed = padding_report("window", counts, chars, batch_size=4, window=4)
     assert windowed.slots == arrival.slots  # a window of one batch sorts nothing useful
     assert 0 < whole.waste < windowed.waste
-    assert [r.policy for r in padding_reports(counts, chars, 4, 8)][1].startswith("sorted windows of 8")
+    assert [r.policy for r in padding_reports(counts, chars, 4, 8)][1] == "sorted windows of 8, from 4 (pipeline)"
+    two_workers = padding_reports(counts, chars, 2, 8, workers=2)[1]  # the ramp starts at a batch per worker
+    assert two_workers.policy == "sorted windows of 8, from 4 (pipeline)"
+    assert two_workers.slots == padding_report("from 4", counts, chars, batch_size=2, window=8, first_window=4).slots
     # The pipeline's ramp: windows of 2, 4, then 2 (the rest): [100, 10] [10, 10, 90, 10] [10, 10].
     ramp = padding_report("ramp", counts, chars, batch_size=2, window=4, first_window=2)
     assert (ramp.batches, ramp.slots) == (4, 2 * 100 + 2 * 90 + 2 * 10 + 2 * 10)

@@ -179,3 +179,18 @@ def test_an_onnx_ingest_reports_its_engine_and_imports_no_torch(tmp_path, t5_onn
     assert "engine" in table.stdout and "onnx fp32: " in table.stdout
     unchanged = run_module("flows.ingest", str(corpus), "--config", str(config), "--no-flow", "--json")
     assert json.loads(unchanged.stdout)["engine"] is None  # nothing to encode: no model loaded
+
+
+def test_a_torch_ingest_says_how_many_batches_ran_at_a_time(tmp_path):
+    """The summary names the split of the cores (``model.workers``), in the table and the JSON."""
+    corpus = sample_corpus(tmp_path / "corpus")
+    model = {"backend": "torch", "precision": "fp32", "threads": 2, "workers": 2}
+    config = write_config(tmp_path / "c.yaml", str(tmp_path / "milvus.db"), model=model)
+    result = run_module("flows.ingest", str(corpus), "--config", str(config), "--no-flow", "--json")
+    assert result.returncode == 0, result.stderr
+    engine = json.loads(result.stdout)["engine"]
+    assert engine["backend"] == "torch" and engine["batches_at_a_time"] == 2 and engine["threads_per_batch"] == [1, 1]
+    (corpus / "new.md").write_text("A new page about the copper engine.", encoding="utf-8")
+    table = run_module("flows.ingest", str(corpus), "--config", str(config), "--no-flow")
+    assert table.returncode == 0, table.stderr
+    assert "torch fp32: " in table.stdout and "2 batches at a time, 1/1 threads each" in table.stdout

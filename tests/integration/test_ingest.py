@@ -187,7 +187,7 @@ def test_writes_are_split_by_bytes(backend, tmp_path, t5_embedder, monkeypatch):
 
 def test_the_encoder_gets_windows_of_window_batches_batches(lite, tmp_path, t5_embedder, monkeypatch):
     """``model.window_batches`` × ``batch_size`` chunks per encoder call (the last one the rest),
-    after a ramp from one batch (doubling), so the model starts once one batch is chunked."""
+    after a first window of one batch per worker, so the model starts once those are chunked."""
     corpus = sample_corpus(tmp_path / "corpus", paragraphs=8)
     sizes: list[int] = []
     original = type(t5_embedder).encode_array
@@ -198,10 +198,11 @@ def test_the_encoder_gets_windows_of_window_batches_batches(lite, tmp_path, t5_e
         return original(self, texts, instruction, encodings)
 
     monkeypatch.setattr(type(t5_embedder), "encode_array", counting)
-    report = run_ingest(lite.settings(model__batch_size=2, model__window_batches=3), [str(corpus)], embedder=t5_embedder)
-    assert sum(sizes) == report.chunks and len(sizes) > 4
-    assert sizes[:2] == [2, 4]  # one batch, two, then the window of three
-    assert all(size == 6 for size in sizes[2:-1]) and 0 < sizes[-1] <= 6
+    report = run_ingest(lite.settings(model__batch_size=2, model__window_batches=8), [str(corpus)], embedder=t5_embedder)
+    assert sum(sizes) == report.chunks and len(sizes) > 3, sizes
+    # A batch for each worker first, then (a fast model) the widest window at once, not by doubling.
+    assert sizes[0] == 2 * t5_embedder.workers
+    assert all(size == 16 for size in sizes[1:-1]) and 0 < sizes[-1] <= 16, sizes
 
 
 def test_windows_stop_growing_at_window_seconds_of_encoding(lite, tmp_path, t5_embedder, monkeypatch):
@@ -220,7 +221,32 @@ def test_windows_stop_growing_at_window_seconds_of_encoding(lite, tmp_path, t5_e
     settings = lite.settings(model__batch_size=2, model__window_batches=64, model__window_seconds=0.02)
     report = run_ingest(settings, [str(corpus)], embedder=t5_embedder)
     assert sum(sizes) == report.chunks and len(sizes) > 4
-    assert max(sizes) == 2 and report.rows == report.chunks
+    assert max(sizes) == 2 * t5_embedder.workers and report.rows == report.chunks  # a batch per worker
+
+
+def test_lite_is_flushed_behind_the_encoder_and_the_rows_stay_exact(lite, tmp_path, t5_embedder):
+    """Each window of rows reaches Lite's data files and index during the run (its close has
+    little left to do); the rows are those of one clean ingest, a re-run writes nothing, and a
+    chunk's own text still finds it in whichever segment it landed."""
+    from pathlib import Path
+
+    corpus = sample_corpus(tmp_path / "corpus", paragraphs=10)
+    settings = lite.settings(model__batch_size=2, model__window_batches=3)
+    report = run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+    data_files = list(Path(settings.milvus.uri).rglob("data_*.parquet"))
+    assert len(data_files) >= 3 and report.rows == report.chunks
+    rows = snapshot(settings)
+    unflushed = settings.model_copy(deep=True)
+    unflushed.model.window_batches = 1024  # one window: flushed only at the close
+    assert rows == clean_snapshot(lite, unflushed, [str(corpus)], t5_embedder)
+    again = run_ingest(settings, [str(corpus)], embedder=t5_embedder)
+    assert again.chunks == 0 and again.rows == report.rows
+    some = sorted(rows.items())[:: max(1, len(rows) // 5)]
+    with MilvusStore(settings.milvus) as store:
+        vectors = t5_embedder.encode_array([r[0] for _, r in some], t5_embedder.doc_instruction)
+        hits = store.search(vectors, top_k=1, consistency_level="Strong")
+    for (_, row), found in zip(some, hits):  # itself, or a chunk of the same text (the corpus repeats some)
+        assert rows[found[0]["id"]][0] == row[0] and found[0]["distance"] == pytest.approx(1.0, abs=1e-3)
 
 
 def test_unsupported_index_type_is_refused_up_front(backend, tmp_path, t5_embedder):

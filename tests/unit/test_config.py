@@ -69,6 +69,7 @@ def test_configured_instruction_overrides_the_preset_even_when_empty():
         ({"model": {"batch_size": 0}}, "model.batch_size"),
         ({"model": {"window_batches": 0}}, "model.window_batches"),
         ({"model": {"window_seconds": 0}}, "model.window_seconds"),
+        ({"model": {"workers": -1}}, "model.workers"),
     ],
 )
 def test_bad_keys_and_values_name_the_key(data, expected):

@@ -373,3 +373,22 @@ def test_quality_evidence_says_loss_in_words_not_a_signed_delta():
     ok, why = half_verdict("bf16", {"bf16_ndcg_delta": -0.002})
     assert ok and why == "bf16 loses no nDCG@10 to fp32 (0.0020 better at worst; tolerance 0.005)"
     assert "+" not in why
+
+
+def test_workers_reach_the_torch_engine_and_the_run_summary(request):
+    """``model.workers`` is the TorchScript engine's batches at a time; the summary says how
+    the threads were shared, and says nothing when one batch runs at a time."""
+    import torch
+
+    before = torch.get_num_threads()
+    request.addfinalizer(lambda: torch.set_num_threads(before))
+    settings = settings_from_dict(
+        {"model": {"name": str(T5_MODEL), "backend": "torch", "precision": "fp32", "threads": 2, "workers": 2}}
+    )
+    ef = InstructorEmbeddingFunction.from_settings(settings.model)
+    assert isinstance(ef.engine, TorchScriptEncoder) and ef.workers == 2
+    assert ef.engine_info["batches_at_a_time"] == 2 and ef.engine_info["threads_per_batch"] == [1, 1]
+    one = InstructorEmbeddingFunction(str(T5_MODEL), backend="torch", precision="fp32", threads=2, workers=1)
+    assert one.workers == 1 and "batches_at_a_time" not in one.engine_info
+    onnx = InstructorEmbeddingFunction(str(T5_MODEL), backend="onnx", precision="fp32", workers=2)
+    assert onnx.workers == 1  # ONNX Runtime runs one batch at a time (no gain measured)

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import pytest
 from milvus_ingest.encoders import export, torch_export
 from milvus_ingest.encoders.engines import build_engine, decide_engine
 from milvus_ingest.encoders.torch_engine import TorchEngine
-from milvus_ingest.encoders.torchscript_engine import TorchScriptEncoder
+from milvus_ingest.encoders.torchscript_engine import TorchScriptEncoder, auto_workers, split_threads
 from milvus_ingest.errors import ModelError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -135,3 +136,89 @@ def test_the_profiling_calls_run_at_load_not_on_the_first_batch(tmp_path, monkey
     _, reference = _reference()
     assert np.abs(_first_row(encoder) - reference[0]).max() <= PARITY  # warming up changes nothing
     assert len(shapes) == len(warm_up) + 1
+
+
+# -- batches side by side (encoders/pool.py) ------------------------------------------------
+F32 = float(np.finfo(np.float32).eps)
+
+
+def _texts(n: int) -> list[str]:
+    words = "harbour copper signal lantern river meadow quarry beacon".split()
+    return [" ".join(words[(i + k) % len(words)] for k in range(1 + i % 13)) for i in range(n)]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_two_batches_at_a_time_give_the_vectors_of_one(tmp_path, precision):
+    """Rows do not depend on which worker, or how many threads, encoded their batch."""
+    texts = _texts(45)  # 12 batches of 4, the last short
+    one = TorchScriptEncoder(T5_MODEL, precision, batch_size=4, cache_dir=tmp_path, workers=1)
+    two = TorchScriptEncoder(T5_MODEL, precision, batch_size=4, cache_dir=tmp_path, workers=2)
+    assert one.workers == 1 and two.workers == 2
+    a, b = one.encode_array(texts, "Represent the text:"), two.encode_array(texts, "Represent the text:")
+    assert a.shape == b.shape == (45, one.dim)
+    np.testing.assert_allclose(b, a, rtol=0, atol=16 * F32)
+
+
+def test_each_worker_runs_on_its_share_and_the_process_setting_stays(tmp_path):
+    """Workers set torch's threads for themselves only: the caller's thread and threads started
+    later keep the process's setting (a QA app's own torch work is not slowed)."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        encoder = TorchScriptEncoder(T5_MODEL, "fp32", threads=3, batch_size=2, cache_dir=tmp_path, workers=2)
+        assert encoder.worker_threads == [2, 1]
+        encoder.encode_array(_texts(8), "")  # four batches: the pool starts
+        meet = threading.Barrier(2, timeout=10)
+        shares = encoder._batch_pool().map(lambda _: (meet.wait(), torch.get_num_threads())[1], range(2))
+        assert sorted(shares) == [1, 2]
+        assert torch.get_num_threads() == 3
+        fresh: list[int] = []
+        thread = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        assert fresh == [3]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_one_batch_runs_in_the_callers_thread_on_every_thread(tmp_path, monkeypatch):
+    """A question (one batch) is not handed to a worker with half the cores."""
+    encoder = TorchScriptEncoder(T5_MODEL, "fp32", batch_size=8, cache_dir=tmp_path, workers=2)
+    where: list[str] = []
+    real_run = TorchScriptEncoder._run
+    monkeypatch.setattr(
+        TorchScriptEncoder, "_run", lambda self, feeds: (where.append(threading.current_thread().name), real_run(self, feeds))[1]
+    )
+    encoder.encode_array(_texts(5), "")
+    assert where == [threading.current_thread().name]
+    encoder.encode_array(_texts(20), "")
+    assert len(where) == 4 and set(where[1:]) <= {"torch-encoder-0", "torch-encoder-1"}
+
+
+def test_a_new_thread_count_is_shared_among_the_workers_again(tmp_path, request):
+    import torch
+
+    before = torch.get_num_threads()
+    request.addfinalizer(lambda: torch.set_num_threads(before))
+    encoder = TorchScriptEncoder(T5_MODEL, "fp32", threads=2, batch_size=2, cache_dir=tmp_path)
+    expected = encoder.encode_array(_texts(8), "")
+    encoder.set_threads(1)
+    assert (encoder.workers, encoder.worker_threads) == (1, [1])
+    np.testing.assert_allclose(encoder.encode_array(_texts(8), ""), expected, rtol=0, atol=16 * F32)
+    encoder.set_threads(4)
+    assert (encoder.workers, encoder.worker_threads) == (2, [2, 2])
+    meet = threading.Barrier(2, timeout=10)
+    assert encoder._batch_pool().map(lambda _: (meet.wait(), torch.get_num_threads())[1], range(2)) == [2, 2]
+
+
+@pytest.mark.parametrize(
+    ("threads", "workers", "shares"),
+    [(1, 1, [1]), (2, 2, [1, 1]), (3, 2, [2, 1]), (16, 2, [8, 8]), (2, 4, [1, 1, 1, 1])],
+)
+def test_threads_are_shared_among_workers(threads, workers, shares):
+    assert split_threads(threads, workers) == shares
+
+
+def test_two_workers_from_two_threads_up():
+    assert [auto_workers(n) for n in (1, 2, 3, 16)] == [1, 2, 2, 2]

@@ -1,0 +1,113 @@
+"""The encoder's batch pool: results in order, batches side by side, errors and Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+
+from milvus_ingest.encoders.pool import BatchPool
+
+
+def test_results_come_back_in_the_items_order():
+    pool = BatchPool(3).start()
+    assert pool.map(lambda x: x * x, range(50)) == [x * x for x in range(50)]
+    assert pool.map(lambda x: x, []) == []
+
+
+def test_two_workers_run_two_items_at_once():
+    """Each item waits for the other at a barrier: a pool that ran one at a time would time out."""
+    pool = BatchPool(2)
+    meet = threading.Barrier(2, timeout=10)
+    names = pool.map(lambda _: (meet.wait(), threading.current_thread().name)[1], range(2))
+    assert sorted(names) == ["encoder-0", "encoder-1"]
+
+
+def test_setup_runs_once_in_each_worker_before_its_first_item():
+    seen: dict[str, int] = {}
+    setup_done = threading.local()
+
+    def setup(index: int) -> None:
+        seen[threading.current_thread().name] = index
+        setup_done.value = True
+
+    pool = BatchPool(2, setup).start()
+    assert seen == {"encoder-0": 0, "encoder-1": 1}
+    assert all(pool.map(lambda _: getattr(setup_done, "value", False), range(20)))
+    pool.map(lambda x: x, range(20))
+    assert len(seen) == 2  # not again for a second call
+
+
+def test_a_setup_error_is_raised_by_start():
+    def setup(index: int) -> None:
+        raise RuntimeError(f"no threads for worker {index}")
+
+    with pytest.raises(RuntimeError, match="no threads for worker"):
+        BatchPool(2, setup).start()
+
+
+def test_an_item_error_is_raised_in_the_caller_and_stops_the_rest():
+    started: list[int] = []
+
+    def work(x: int) -> int:
+        started.append(x)
+        if x == 0:
+            raise ValueError("batch 0 is broken")
+        time.sleep(0.01)
+        return x
+
+    pool = BatchPool(2)
+    with pytest.raises(ValueError, match="batch 0 is broken"):
+        pool.map(work, range(100))
+    assert len(started) < 10  # no batch started after the failure but the one in flight
+    assert pool.map(lambda x: x + 1, range(5)) == [1, 2, 3, 4, 5]  # the pool still works
+
+
+def test_an_interrupted_caller_starts_no_further_item():
+    """Ctrl-C while a call waits: it is raised once the items in flight end, and none starts
+    after them (a pool that queued every batch would run them all before the process could exit)."""
+    started: list[float] = []
+    finished: list[float] = []
+
+    def work(x: int) -> int:
+        started.append(time.perf_counter())
+        time.sleep(0.05)
+        finished.append(time.perf_counter())
+        return x
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    pool = BatchPool(2)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(KeyboardInterrupt):
+            pool.map(work, range(200))
+        interrupted_at = time.perf_counter()
+        assert len(finished) == len(started)  # raised once the batches in flight ended
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    time.sleep(0.3)
+    assert 2 <= len(started) < 30
+    assert not [t for t in started if t > interrupted_at + 0.01]
+    assert pool.map(lambda x: x, range(3)) == [0, 1, 2]
+
+
+def test_close_stops_the_threads_after_their_calls():
+    pool = BatchPool(2).start()
+    threads = list(pool._threads)
+    assert pool.map(lambda x: x, range(4)) == [0, 1, 2, 3]
+    pool.close()
+    for thread in threads:
+        thread.join(timeout=5)
+    assert not any(t.is_alive() for t in threads)
+    assert pool.map(lambda x: -x, range(3)) == [0, -1, -2]  # a closed pool starts afresh
+
+
+def test_workers_must_be_at_least_one():
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        BatchPool(0)
