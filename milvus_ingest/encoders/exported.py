@@ -90,6 +90,9 @@ class ExportedEncoder:
     def _worker_setup(self, index: int) -> None:
         """Runs in each of the ``workers`` threads before its first batch."""
 
+    def _workers_started(self) -> None:
+        """Runs in the caller's thread each time the workers (re)start."""
+
     # -- the rest -----------------------------------------------------------------------
     def _load_tokenizer(self) -> Any:
         from tokenizers import Tokenizer
@@ -147,7 +150,9 @@ class ExportedEncoder:
 
     def _batch_pool(self) -> BatchPool:
         if self._workers is None:
-            self._workers = BatchPool(self.workers, self._worker_setup, name=f"{self.backend}-encoder").start()
+            self._workers = BatchPool(
+                self.workers, self._worker_setup, self._workers_started, name=f"{self.backend}-encoder"
+            ).start()
         return self._workers
 
     def _usable(self, encodings: list[Any] | None, n: int) -> bool:

@@ -16,6 +16,7 @@ call's batches to a pool that would run them all before exiting).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
@@ -62,25 +63,38 @@ class BatchPool:
     ``workers`` at a time, and returns the results in the items' order.
 
     ``setup(i)`` runs once in thread ``i`` before any item (the torch engine sets that thread's
-    intra-op threads there); ``start`` returns once every thread has run it.
+    intra-op threads there); ``start`` returns once every thread has run it, after calling
+    ``started()`` in the caller's thread (where the torch engine puts the process's setting back).
     """
 
-    def __init__(self, workers: int, setup: Callable[[int], None] | None = None, name: str = "encoder"):
+    def __init__(
+        self,
+        workers: int,
+        setup: Callable[[int], None] | None = None,
+        started: Callable[[], None] | None = None,
+        name: str = "encoder",
+    ):
         if workers < 1:
             raise ValueError(f"workers must be >= 1 (got {workers})")
         self.workers = workers
         self._setup = setup
+        self._started = started
         self._name = name
         self._inboxes: list[list[_Call[Any, Any] | None]] = []
         self._wake: list[threading.Condition] = []
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._setup_error: BaseException | None = None
+        self._pid = os.getpid()
 
     def start(self) -> BatchPool:
+        """Start the threads (again in a forked child, which inherits the pool but not its
+        threads: a QA server that loads the model before forking its workers)."""
         with self._lock:
-            if self._threads:
+            if self._threads and self._pid == os.getpid():
                 return self
+            self._inboxes, self._wake, self._threads = [], [], []
+            self._pid = os.getpid()
             ready = threading.Barrier(self.workers + 1)
             for i in range(self.workers):
                 inbox: list[_Call[Any, Any] | None] = []
@@ -93,6 +107,8 @@ class BatchPool:
                 self._threads.append(thread)
                 thread.start()
             ready.wait()
+            if self._started is not None:
+                self._started()
         if self._setup_error is not None:
             raise self._setup_error
         return self

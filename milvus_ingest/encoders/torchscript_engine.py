@@ -94,16 +94,13 @@ class TorchScriptEncoder(ExportedEncoder):
 
         torch keeps the count per thread (OpenMP's and MKL's settings are the calling thread's)
         but also as the default a thread takes on its first op; so this thread takes that default
-        first, then sets its own, and ``_batch_pool`` puts the default back once every worker has."""
+        first, then sets its own, and ``_workers_started`` puts the default back once every
+        worker has."""
         self._torch.get_num_threads()
         self._torch.set_num_threads(self.worker_threads[index])
 
-    def _batch_pool(self) -> Any:
-        fresh = self._workers is None
-        pool = super()._batch_pool()
-        if fresh:
-            self._torch.set_num_threads(self._threads_total)  # the process's setting, as it was
-        return pool
+    def _workers_started(self) -> None:
+        self._torch.set_num_threads(self._threads_total)  # the process's setting, as it was
 
     def _open(self, entry: export.Entry) -> Any:
         import torch

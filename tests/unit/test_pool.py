@@ -40,6 +40,17 @@ def test_setup_runs_once_in_each_worker_before_its_first_item():
     assert len(seen) == 2  # not again for a second call
 
 
+def test_started_runs_in_the_callers_thread_after_each_start():
+    calls: list[str] = []
+    pool = BatchPool(2, lambda i: None, lambda: calls.append(threading.current_thread().name))
+    pool.map(lambda x: x, range(3))
+    pool.map(lambda x: x, range(3))
+    assert calls == [threading.current_thread().name]
+    pool.close()
+    pool.map(lambda x: x, range(3))  # threads again, so started again
+    assert len(calls) == 2
+
+
 def test_a_setup_error_is_raised_by_start():
     def setup(index: int) -> None:
         raise RuntimeError(f"no threads for worker {index}")
@@ -106,6 +117,33 @@ def test_close_stops_the_threads_after_their_calls():
         thread.join(timeout=5)
     assert not any(t.is_alive() for t in threads)
     assert pool.map(lambda x: -x, range(3)) == [0, -1, -2]  # a closed pool starts afresh
+
+
+def test_a_forked_child_gets_threads_of_its_own():
+    """A server that encodes, then forks its workers: the child's pool has no threads until it
+    starts its own (it would wait forever on the parent's)."""
+    import os
+
+    pool = BatchPool(2)
+    assert pool.map(lambda x: x, range(4)) == [0, 1, 2, 3]
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            ok = pool.map(lambda x: x * 2, range(6)) == [0, 2, 4, 6, 8, 10]
+            os.write(write, b"ok" if ok else b"no")
+        finally:
+            os._exit(0)
+    os.close(write)
+    deadline = time.monotonic() + 20
+    while os.waitpid(child, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+            pytest.fail("the forked child's pool never ran its call")
+        time.sleep(0.05)
+    assert os.read(read, 2) == b"ok"
+    os.close(read)
 
 
 def test_workers_must_be_at_least_one():
