@@ -47,6 +47,11 @@ class ExportedEncoder:
     device = "cpu"
     #: Batches encoded at a time (``pool``); a subclass that gains from more sets it.
     workers = 1
+    #: Batches per worker a call needs before they go side by side.  A worker idles while the
+    #: other ends the call's last batch on its share of the cores: over the 101 chunks of the
+    #: example corpus (calls of 2 batches) two workers took 3.0 s against 1.85 s for one on
+    #: both cores; over 1,024-chunk windows (32 batches) they won 7-10% (docs/engines.md).
+    POOL_MIN_BATCHES = 8
     _workers: BatchPool | None = None
 
     def __init__(
@@ -139,7 +144,7 @@ class ExportedEncoder:
             encodings = self._tokenizer.encode_batch([self._prepare(instruction + str(t).strip()) for t in texts])
         order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
         batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
-        if self.workers > 1 and len(batches) > 1:
+        if self.workers > 1 and len(batches) >= self.POOL_MIN_BATCHES * self.workers:
             # Longest first, taken one by one: the workers end a call within a short batch of each other.
             rows = self._batch_pool().map(lambda index: self._encode_batch([encodings[i] for i in index], skip), batches)
         else:

@@ -6,7 +6,8 @@ threads (bf16 and fp32 alike, identical vectors): each op of a small batch split
 waits at a barrier for the slower half, and a core lent to the chunker or Milvus Lite for a
 moment stalls both halves, where it stalls one of two independent batches.  ONNX Runtime gained
 nothing (its own pool does not wait like that), so its engine keeps one batch at a time
-(docs/engines.md).
+(docs/engines.md).  A call of few batches runs in the caller's thread instead
+(``ExportedEncoder.POOL_MIN_BATCHES``): a worker idles while the other ends the last batch.
 
 The threads are daemons and take batches one by one from the call: when the caller is
 interrupted (Ctrl-C) no batch starts after it, and the interruption is raised once the ones in

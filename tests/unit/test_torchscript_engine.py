@@ -150,11 +150,12 @@ def _texts(n: int) -> list[str]:
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_two_batches_at_a_time_give_the_vectors_of_one(tmp_path, precision):
     """Rows do not depend on which worker, or how many threads, encoded their batch."""
-    texts = _texts(45)  # 12 batches of 4, the last short
-    one = TorchScriptEncoder(T5_MODEL, precision, batch_size=4, cache_dir=tmp_path, workers=1)
-    two = TorchScriptEncoder(T5_MODEL, precision, batch_size=4, cache_dir=tmp_path, workers=2)
+    texts = _texts(45)  # 23 batches of 2, the last short: enough for the pool
+    one = TorchScriptEncoder(T5_MODEL, precision, batch_size=2, cache_dir=tmp_path, workers=1)
+    two = TorchScriptEncoder(T5_MODEL, precision, batch_size=2, cache_dir=tmp_path, workers=2)
     assert one.workers == 1 and two.workers == 2
     a, b = one.encode_array(texts, "Represent the text:"), two.encode_array(texts, "Represent the text:")
+    assert two._workers is not None  # it ran on the pool
     assert a.shape == b.shape == (45, one.dim)
     np.testing.assert_allclose(b, a, rtol=0, atol=16 * F32)
 
@@ -182,18 +183,21 @@ def test_each_worker_runs_on_its_share_and_the_process_setting_stays(tmp_path):
         torch.set_num_threads(before)
 
 
-def test_one_batch_runs_in_the_callers_thread_on_every_thread(tmp_path, monkeypatch):
-    """A question (one batch) is not handed to a worker with half the cores."""
-    encoder = TorchScriptEncoder(T5_MODEL, "fp32", batch_size=8, cache_dir=tmp_path, workers=2)
+def test_a_call_of_few_batches_runs_in_the_callers_thread_on_every_thread(tmp_path, monkeypatch):
+    """A question, or a small re-run's window, is not handed to workers with half the cores each:
+    one would idle while the other ends the last batch at half speed."""
+    encoder = TorchScriptEncoder(T5_MODEL, "fp32", batch_size=2, cache_dir=tmp_path, workers=2)
     where: list[str] = []
     real_run = TorchScriptEncoder._run
     monkeypatch.setattr(
         TorchScriptEncoder, "_run", lambda self, feeds: (where.append(threading.current_thread().name), real_run(self, feeds))[1]
     )
-    encoder.encode_array(_texts(5), "")
-    assert where == [threading.current_thread().name]
-    encoder.encode_array(_texts(20), "")
-    assert len(where) == 4 and set(where[1:]) <= {"torch-encoder-0", "torch-encoder-1"}
+    few = 2 * (encoder.POOL_MIN_BATCHES * 2 - 1)  # one batch short of the pool
+    encoder.encode_array(_texts(few), "")
+    assert where == [threading.current_thread().name] * (few // 2)
+    where.clear()
+    encoder.encode_array(_texts(few + 2), "")
+    assert len(where) == few // 2 + 1 and set(where) <= {"torch-encoder-0", "torch-encoder-1"}
 
 
 def test_a_new_thread_count_is_shared_among_the_workers_again(tmp_path, request):
