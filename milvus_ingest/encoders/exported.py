@@ -144,11 +144,14 @@ class ExportedEncoder:
             encodings = self._tokenizer.encode_batch([self._prepare(instruction + str(t).strip()) for t in texts])
         order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
         batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        def encode(index: np.ndarray) -> np.ndarray:
+            return self._encode_batch([encodings[i] for i in index], skip)
+
         if self.workers > 1 and len(batches) >= self.POOL_MIN_BATCHES * self.workers:
             # Longest first, taken one by one: the workers end a call within a short batch of each other.
-            rows = self._batch_pool().map(lambda index: self._encode_batch([encodings[i] for i in index], skip), batches)
+            rows = self._batch_pool().map(encode, batches)
         else:
-            rows = [self._encode_batch([encodings[i] for i in index], skip) for index in batches]
+            rows = [encode(index) for index in batches]
         for index, vectors in zip(batches, rows):
             out[index] = vectors
         return out
