@@ -8,6 +8,7 @@ Milvus 2.3.5 server process started once per session (skipped, with the reason, 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,15 @@ from tests.support.corpus import (  # noqa: E402
     MINILM_MODEL,
     T5_MODEL,
 )
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Remove the session's folder (the server's data, the ONNX exports: ~0.5 GB a run).
+
+    Session fixtures, the Milvus server's among them, are torn down before this hook, so nothing
+    still writes there.  ``MILVUS_INGEST_KEEP_TEST_TMP=1`` keeps it for a post-mortem."""
+    if os.environ.get("MILVUS_INGEST_KEEP_TEST_TMP") != "1":
+        shutil.rmtree(_SESSION_TMP, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ def bare_loop_rankings(
         ) from None
     from sentence_transformers import SentenceTransformer
 
-    from milvus_ingest.store.connect import import_pymilvus
+    from milvus_ingest.store.connect import import_pymilvus, release_lite
 
     MilvusClient = import_pymilvus().MilvusClient
 
@@ -79,6 +79,7 @@ def bare_loop_rankings(
     finally:
         if client is not None:
             client.close()
+        release_lite(str(folder / "bare.db"))
         shutil.rmtree(folder, ignore_errors=True)
     n = max(len(rankings), 1)
     seconds = {

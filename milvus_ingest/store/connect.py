@@ -95,6 +95,20 @@ def connect(settings: MilvusSettings) -> Any:
         lite_logger.setLevel(previous)
 
 
+def release_lite(uri: str) -> None:
+    """Stop this process's Milvus Lite server for the folder at ``uri``, freeing its lock.
+
+    A closed client leaves that server running (and writing) until the process exits, so a
+    long-lived process would lock other runs out of the folder, and a caller that removes the
+    folder would race the server's last writes."""
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_server(str(Path(uri).expanduser()))
+    except Exception:  # no Lite installed, or nothing running for it: nothing holds the folder
+        pass
+
+
 def check_lite_path(uri: str) -> None:
     """Refuse a Lite location that cannot work, before Lite turns it into a misleading error."""
     folder = Path(uri).expanduser()

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,7 @@ import numpy as np
 from milvus_ingest.config import MilvusSettings
 from milvus_ingest.errors import CollectionMismatchError, ConfigError, StoreError
 from milvus_ingest.store import capabilities, indexes, state
-from milvus_ingest.store.connect import connect
+from milvus_ingest.store.connect import connect, release_lite
 from milvus_ingest.store.retry import with_retries
 from milvus_ingest.store.schema import (
     BM25_TEXT_FIELD,
@@ -70,12 +69,7 @@ class MilvusStore:
         except Exception:  # closing a broken connection must not mask the real error
             pass
         if self.backend == "lite":
-            try:
-                from milvus_lite.server_manager import server_manager_instance
-
-                server_manager_instance.release_server(str(Path(self.settings.uri).expanduser()))
-            except Exception:
-                pass
+            release_lite(self.settings.uri)
 
     def __enter__(self) -> MilvusStore:
         return self

@@ -222,8 +222,13 @@ def test_search_and_evaluate_command_lines_take_a_mode_and_compare(lite, tmp_pat
     assert answer["mode"] == "bm25" and answer["hits"][0]["section"] == "Harbour Guide > Fees > Seasonal"
     assert answer["hits"][0]["score"] > 0
     data = write_beir(tmp_path / "beir")
-    done = run_module("flows.evaluate", str(data), "--config", str(config), "--compare", "--json", timeout=600)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    done = run_module(
+        "flows.evaluate", str(data), "--config", str(config), "--compare", "--json", timeout=600, TMPDIR=str(scratch)
+    )
     assert done.returncode == 0, done.stderr
+    assert list(scratch.iterdir()) == []  # the evaluation's and the bare loop's Lite folders are gone
     result = json.loads(done.stdout)
     rows = [(r["run"], r["mode"]) for r in result["rows"]]
     fused = "hybrid (weighted 0.8/0.2)"
