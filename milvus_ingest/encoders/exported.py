@@ -47,11 +47,13 @@ class ExportedEncoder:
     device = "cpu"
     #: Batches encoded at a time (``pool``); a subclass that gains from more sets it.
     workers = 1
-    #: Batches per worker a call needs before they go side by side.  A worker idles while the
-    #: other ends the call's last batch on its share of the cores: over the 101 chunks of the
-    #: example corpus (calls of 2 batches) two workers took 3.0 s against 1.85 s for one on
-    #: both cores; over 1,024-chunk windows (32 batches) they won 7-10% (docs/engines.md).
-    POOL_MIN_BATCHES = 8
+    #: Batches per worker a call needs before they go side by side, cut into a batch count the
+    #: workers share evenly (else one idles while another ends the last batch on its share of
+    #: the cores).  Measured on 2 cores (bf16, real chunks, caller's thread against two workers,
+    #: 3 rounds): 2 batches 1.09×, 3 batches 1.22×, 4 batches 0.98×, 6 0.96×, 8 0.98×, 14
+    #: 0.94×; 1,024-chunk windows (32 batches) won 7-10% (docs/engines.md).  The workers' first
+    #: call also costs ~0.25 s more, so a small re-run's window of a few batches stays here.
+    POOL_MIN_BATCHES = 4
     _workers: BatchPool | None = None
 
     def __init__(
@@ -143,15 +145,18 @@ class ExportedEncoder:
         if not self._usable(encodings, len(texts)):
             encodings = self._tokenizer.encode_batch([self._prepare(instruction + str(t).strip()) for t in texts])
         order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
-        batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        count = -(-len(order) // self.batch_size)
+        pooled = self.workers > 1 and count >= self.POOL_MIN_BATCHES * self.workers
+        if pooled:  # as many batches per worker, each at most batch_size, sizes within one
+            batches = np.array_split(order, -(-count // self.workers) * self.workers)
+        else:
+            batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+
         def encode(index: np.ndarray) -> np.ndarray:
             return self._encode_batch([encodings[i] for i in index], skip)
 
-        if self.workers > 1 and len(batches) >= self.POOL_MIN_BATCHES * self.workers:
-            # Longest first, taken one by one: the workers end a call within a short batch of each other.
-            rows = self._batch_pool().map(encode, batches)
-        else:
-            rows = [encode(index) for index in batches]
+        # Longest first, taken one by one: the workers end a call within a short batch of each other.
+        rows = self._batch_pool().map(encode, batches) if pooled else [encode(index) for index in batches]
         for index, vectors in zip(batches, rows):
             out[index] = vectors
         return out

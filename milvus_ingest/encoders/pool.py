@@ -6,8 +6,9 @@ threads (bf16 and fp32 alike, identical vectors): each op of a small batch split
 waits at a barrier for the slower half, and a core lent to the chunker or Milvus Lite for a
 moment stalls both halves, where it stalls one of two independent batches.  ONNX Runtime gained
 nothing (its own pool does not wait like that), so its engine keeps one batch at a time
-(docs/engines.md).  A call of few batches runs in the caller's thread instead
-(``ExportedEncoder.POOL_MIN_BATCHES``): a worker idles while the other ends the last batch.
+(docs/engines.md).  A call of few batches runs in the caller's thread instead, and a pooled
+call is cut into a batch count the workers share evenly (``ExportedEncoder.POOL_MIN_BATCHES``):
+else a worker idles while another ends the last batch.
 
 The threads are daemons and take batches one by one from the call: when the caller is
 interrupted (Ctrl-C) no batch starts after it, and the interruption is raised once the ones in

@@ -168,7 +168,9 @@ def write_stream(
     """
     result = WriteResult()
     total_bytes = sum(p.size for p in plans)
-    items: queue.Queue[Any] = queue.Queue(maxsize=window_size * 2)
+    # The chunker keeps the next window ready, no more: at the start it would otherwise chunk
+    # two windows' worth at once beside the first, narrow windows, which run on every core.
+    items = _Lead(maxsize=2 * (min(window_size, first_window) if first_window > 0 else window_size))
     stop = threading.Event()
     producer = threading.Thread(
         target=_produce, args=(plans, chunker, items, times, stop, opened), name="chunker", daemon=True
@@ -207,6 +209,7 @@ def write_stream(
                 done_chunks += _flush(window, plans, ef, writer, first_rows, counts, times, same_tokens)
                 done_bytes += sum(plans[w.plan_index].size for w in window if isinstance(w, _EndItem))
                 target = next_window(target, times.encode - encoding_before, window_size, first_window, window_seconds)
+                items.widen(2 * target)
                 window, in_window = [], 0
                 if progress:
                     progress(done_bytes, total_bytes, done_chunks)
@@ -221,6 +224,20 @@ def write_stream(
             writer.join(timeout=3)  # let an in-flight write finish before the store is closed
         raise
     return result
+
+
+class _Lead(queue.Queue):  # type: ignore[type-arg]
+    """The chunker's queue: bounded to what the encoder will take next, the bound only growing.
+
+    Measured on 2 cores (2 MB corpus, bf16): with a fixed bound of two full windows the first
+    window of 64 chunks took 2.1-2.9 s against 1.1 s with the bound following the windows
+    (docs/engines.md): chunking ran on the cores that window was using."""
+
+    def widen(self, maxsize: int) -> None:
+        with self.not_full:
+            if maxsize > self.maxsize:
+                self.maxsize = maxsize
+                self.not_full.notify_all()
 
 
 def next_window(size: int, seconds: float, most: int, least: int, budget: float) -> int:

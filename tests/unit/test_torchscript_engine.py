@@ -200,6 +200,23 @@ def test_a_call_of_few_batches_runs_in_the_callers_thread_on_every_thread(tmp_pa
     assert len(where) == few // 2 + 1 and set(where) <= {"torch-encoder-0", "torch-encoder-1"}
 
 
+def test_a_pooled_call_is_cut_into_batches_the_workers_share_evenly(tmp_path, monkeypatch):
+    """Nine batches' worth on two workers goes as ten smaller batches, none over batch_size, so
+    neither worker ends the call alone; the vectors are those of one batch at a time."""
+    encoder = TorchScriptEncoder(T5_MODEL, "fp32", batch_size=2, cache_dir=tmp_path, workers=2)
+    alone = TorchScriptEncoder(T5_MODEL, "fp32", batch_size=2, cache_dir=tmp_path, workers=1)
+    texts = [f"passage {i} " + "word " * (i % 7) for i in range(17)]
+    expected = alone.encode_array(texts, "Represent the passage: ")
+    sizes: list[int] = []
+    real_run = TorchScriptEncoder._run
+    monkeypatch.setattr(
+        TorchScriptEncoder, "_run", lambda self, feeds: (sizes.append(len(feeds["input_ids"])), real_run(self, feeds))[1]
+    )
+    got = encoder.encode_array(texts, "Represent the passage: ")
+    assert sorted(sizes, reverse=True) == [2] * 7 + [1] * 3
+    np.testing.assert_allclose(got, expected, rtol=0, atol=16 * F32)
+
+
 def test_a_new_thread_count_is_shared_among_the_workers_again(tmp_path, request):
     import torch
 
