@@ -168,9 +168,10 @@ def write_stream(
     """
     result = WriteResult()
     total_bytes = sum(p.size for p in plans)
+    target = min(window_size, first_window) if first_window > 0 else window_size
     # The chunker keeps the next window ready, no more: at the start it would otherwise chunk
     # two windows' worth at once beside the first, narrow windows, which run on every core.
-    items = _Lead(maxsize=2 * (min(window_size, first_window) if first_window > 0 else window_size))
+    items = _Lead(maxsize=2 * target)
     stop = threading.Event()
     producer = threading.Thread(
         target=_produce, args=(plans, chunker, items, times, stop, opened), name="chunker", daemon=True
@@ -184,7 +185,6 @@ def write_stream(
     done_chunks = 0
     window: list[_ChunkItem | _EndItem] = []
     in_window = 0
-    target = min(window_size, first_window) if first_window > 0 else window_size
     #: The chunker's tokens are the encoder's only when both put the same instruction first.
     same_tokens = chunker.instruction == getattr(ef, "doc_instruction", None)
     try:
