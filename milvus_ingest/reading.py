@@ -63,6 +63,16 @@ def os_reason(exc: OSError) -> str:
     return f"unreadable ({exc.strerror or exc})"
 
 
+def read_failure_reason(exc: Exception) -> str:
+    """One line for a source that failed while being read (never a traceback)."""
+    if isinstance(exc, UnreadableDocument):
+        return exc.reason
+    if isinstance(exc, OSError):
+        return os_reason(exc)
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"could not be read ({type(exc).__name__}{': ' + text if text else ''})"
+
+
 def open_source(path: Path, linked: bool = False) -> BinaryIO:
     """Open a source for reading without blocking on a FIFO or following a swapped-in link.
 

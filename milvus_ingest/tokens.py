@@ -6,6 +6,8 @@ chunker.  This module must never load a model: it needs only a fast tokenizer.
 
 from __future__ import annotations
 
+import hashlib
+
 from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Any
@@ -74,6 +76,10 @@ class TokenCounter:
         self._tok = Tokenizer.from_str(backend.to_str())
         self._tok.no_truncation()
         self._tok.no_padding()
+
+    def fingerprint(self) -> str:
+        """SHA-256 of this counter's tokenizer (its JSON): two counters with the same one tokenize alike."""
+        return hashlib.sha256(self._tok.to_str().encode("utf-8")).hexdigest()
 
     def count(self, texts: list[str]) -> list[int]:
         if not texts:

@@ -29,7 +29,7 @@ from milvus_ingest.encoders.instructor import PACKAGE_SCHEME, InstructorEmbeddin
 from milvus_ingest.encoders.layout import read_layout
 
 
-def _local_model_path(name: str) -> str:
+def local_model_path(name: str) -> str:
     """The model's folder without a download: a folder, ``package://``, or the local hub cache."""
     if name.startswith(PACKAGE_SCHEME) or Path(name).expanduser().exists():
         return resolve_model_path(name)
@@ -44,7 +44,7 @@ def cached_query_export(model: Any) -> Path | None:
     if model.backend == "torch" or model.device not in ("auto", "cpu"):
         return None
     try:
-        path = _local_model_path(model.name)
+        path = local_model_path(model.name)
         choice = decide_engine(model.name, model.backend, model.precision, model.device, for_queries=True)
         if choice.backend != "onnx":
             return None

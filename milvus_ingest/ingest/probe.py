@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 from itertools import chain
 
 from milvus_ingest.ingest.plan import SourcePlan
-from milvus_ingest.ingest.stream import Opened, read_failure_reason
-from milvus_ingest.reading import read_source
+from milvus_ingest.ingest.stream import Opened
+from milvus_ingest.reading import read_failure_reason, read_source
 from milvus_ingest.sources import Skipped
 
 

@@ -90,3 +90,12 @@ def _redact(uri: str) -> str:
     return uri
 
 
+def retrieval_info(settings: Any, bm25: bool) -> dict[str, Any]:
+    """The run summary's word on retrieval: what the rows were embedded with and can be searched by."""
+    instructions = settings.model.instructions
+    return {
+        "instructions": instructions.origin,
+        "doc_instruction": instructions.doc,
+        "contextual": settings.chunking.contextual,
+        "bm25": bm25,
+    }

@@ -7,8 +7,8 @@ stored version is complete and current, redoes any that a crash left half-writte
 chunks that a shorter new version no longer has; the plan reads one mark per source, never every
 row (``store.state``).  A run holds the collection's write lease (``store.lease``) from before its
 plan to its last write, so two ingests into one server collection take turns.  Reading and
-chunking run in a thread ahead of the encoder, and writes run in a thread behind it, so the
-model is never kept waiting.
+chunking run in a thread ahead of the encoder (the first group's in a child process while the
+model loads: ``early``), and writes in a thread behind it, so the model is never kept waiting.
 
 This module must never import Prefect (the flows wrap it), and never load the model when there
 is nothing to encode.
@@ -22,6 +22,7 @@ from typing import Any
 
 from milvus_ingest.chunking import Chunker, TokenCounter, check_chunk_budget
 from milvus_ingest.config import Settings
+from milvus_ingest.ingest.early import start_early, worth_it
 from milvus_ingest.ingest.faults import fault_point
 from milvus_ingest.errors import CollectionMismatchError
 from milvus_ingest.ingest.plan import (
@@ -37,7 +38,7 @@ from milvus_ingest.ingest.plan import (
     shard_of,
 )
 from milvus_ingest.ingest.probe import drop_unopenable
-from milvus_ingest.ingest.report import IngestReport, StageTimes
+from milvus_ingest.ingest.report import IngestReport, StageTimes, retrieval_info
 from milvus_ingest.ingest.stream import ProgressCallback, WriteResult, write_stream
 from milvus_ingest.sources import Discovery, Skipped, TextDocument, discover_sources
 from milvus_ingest.store import MilvusStore, SourceMark
@@ -55,11 +56,18 @@ class Ingestor:
         embedder: Any = None,
         progress: ProgressCallback | None = None,
         overlap_writes: bool = True,
+        early_chunking: bool = False,
     ):
         self.settings = settings
         #: Writes run in a thread behind the encoder; False writes inline (for measuring it).
         self.overlap_writes = overlap_writes
-        self.store = store or MilvusStore(settings.milvus)
+        #: A child that chunks the first group while the model loads (``early``), started first.
+        self._early = start_early(settings) if early_chunking and store is None and embedder is None else None
+        try:
+            self.store = store or MilvusStore(settings.milvus)
+        except BaseException:
+            self.stop_chunking_ahead()
+            raise
         self._embedder = embedder
         self._chunker: Chunker | None = None
         self.progress = progress
@@ -153,11 +161,8 @@ class Ingestor:
             self._chunker = None  # its budget counted the old instruction
 
     def read_marks(self, shard: tuple[int, int] | None = None) -> dict[str, SourceMark]:
-        """One commit mark per stored source (a few paged reads, not a scan of every row).
-
-        A shard run checks the marks of its own shard's sources only: the other shards of its
-        fan-out may be writing theirs at the same time.
-        """
+        """One commit mark per stored source (a few paged reads, not a scan of every row); a shard
+        run reads its own shard's only (the other shards of its fan-out may be writing theirs)."""
         if not self.store.exists():
             return {}
         if shard is None:
@@ -205,6 +210,18 @@ class Ingestor:
         self.times.plan += time.perf_counter() - started
         return plan
 
+    def chunk_ahead(self, plans: Sequence[SourcePlan]) -> None:
+        """Give the child the first group of ``plans`` while the model is not loaded, else end it."""
+        if self._early is not None and self._embedder is None and worth_it(plans):
+            self._early.submit(group_plans(plans)[0])
+        else:
+            self.stop_chunking_ahead()
+
+    def stop_chunking_ahead(self) -> None:
+        early, self._early = self._early, None
+        if early is not None:
+            early.close()
+
     def write_sources(self, plans: Sequence[SourcePlan]) -> WriteResult:
         """Chunk, encode and write these sources (see ``stream.write_stream``); sources that do
         not even open are skipped before the model loads (``probe``)."""
@@ -217,10 +234,13 @@ class Ingestor:
         self.prepare_collection(need_model=True)
         window = max(1, self.settings.model.batch_size * self.settings.model.window_batches)
         first = self.settings.model.batch_size * getattr(self.embedder, "workers", 1)  # a batch for each worker
+        chunker = self.chunker
+        early, self._early = self._early, None  # the first group's only; the stream ends it
         result = write_stream(
-            probed.plans, self.chunker, self.embedder, self.store, self.times, window, self.progress,
+            probed.plans, chunker, self.embedder, self.store, self.times, window, self.progress,
             self.overlap_writes, first_window=min(first, window), opened=probed.opened,
             window_seconds=self.settings.model.window_seconds,
+            early=early if early is not None and early.usable_for(chunker) else None,
         )
         result.failed[:0] = probed.failures
         return result
@@ -238,6 +258,7 @@ class Ingestor:
         return rows_accounted_for(self.store, sources)
 
     def close(self) -> None:
+        self.stop_chunking_ahead()
         self.store.close()
 
 
@@ -247,17 +268,6 @@ StepRunner = Callable[..., Any]
 def run_step_directly(name: str, fn: Callable[..., Any], *args: Any) -> Any:
     """The default step runner: call the function.  The Prefect flow passes one that makes a task."""
     return fn(*args)
-
-
-def retrieval_info(settings: Settings, store: MilvusStore) -> dict[str, Any]:
-    """The run summary's word on retrieval: what the rows were embedded with and can be searched by."""
-    instructions = settings.model.instructions
-    return {
-        "instructions": instructions.origin,
-        "doc_instruction": instructions.doc,
-        "contextual": settings.chunking.contextual,
-        "bm25": store.has_bm25,
-    }
 
 
 def run_ingest(
@@ -284,7 +294,7 @@ def run_ingest(
         s = settings.sources
         discovery = step("discover", discover_sources, list(specs), s.include, s.exclude, s.follow_symlinks)
     own = ingestor is None
-    ingestor = ingestor or Ingestor(settings, embedder=embedder, progress=progress)
+    ingestor = ingestor or Ingestor(settings, embedder=embedder, progress=progress, early_chunking=documents is None)
     try:
         # Taken before the plan: what another ingest is writing is never planned against.
         waited = time.perf_counter()
@@ -293,15 +303,14 @@ def run_ingest(
         report = IngestReport(collection=ingestor.store.collection, uri=settings.milvus.uri)
         if options.recreate:
             step("recreate", ingestor.recreate_collection)
+        if ingestor.store.exists():
+            ingestor.prepare_collection(need_model=False)
         if discovery is not None:
-            if ingestor.store.exists():
-                ingestor.prepare_collection(need_model=False)
             plan = step("plan", ingestor.plan, discovery, options)
         else:
-            if ingestor.store.exists():
-                ingestor.prepare_collection(need_model=False)
             plan = step("plan", ingestor.plan_documents, list(documents), options)
         fault_point("planned")
+        ingestor.chunk_ahead(plan.todo)
         if options.prune and plan.gone and not options.yes:
             doomed = ingestor.doomed_rows(plan.gone)
             check_prune_share(plan, ingestor.store.count(), settings.sources.prune_max_share, doomed)
@@ -328,10 +337,11 @@ def run_ingest(
         report.rows = ingestor.store.count()
         report.stages = ingestor.times
         report.engine = ingestor.engine_info
-        report.retrieval = retrieval_info(ingestor.settings, ingestor.store)
+        report.retrieval = retrieval_info(ingestor.settings, ingestor.store.has_bm25)
         report.seconds = time.perf_counter() - started
         return report
     finally:
+        ingestor.stop_chunking_ahead()
         ingestor.lease.release()
         ingestor.lease = NoLease()
         if own:

@@ -30,12 +30,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from milvus_ingest.chunking import Chunk, Chunker
+from milvus_ingest.ingest.early import EarlyChunks
 from milvus_ingest.ingest.faults import fault_point
 from milvus_ingest.ingest.plan import SourcePlan
 from milvus_ingest.ingest.report import StageTimes
 from milvus_ingest.ingest.writer import Writer
-from milvus_ingest.readers import Block, Document, UnreadableDocument
-from milvus_ingest.reading import SourceReadError, os_reason, read_source
+from milvus_ingest.readers import Block, Document
+from milvus_ingest.reading import SourceReadError, read_failure_reason, read_source
 from milvus_ingest.sources import Skipped
 from milvus_ingest.store import DocumentFields, MilvusStore, chunk_row
 
@@ -71,9 +72,10 @@ def _produce(
     times: StageTimes,
     stop: threading.Event,
     opened: Opened | None = None,
+    early: EarlyChunks | None = None,
 ) -> None:
     """Read (as its format: a PDF is parsed here) and chunk sources in order, ahead of the encoder
-    (bounded queue: bounded memory).
+    (bounded queue: bounded memory); sources ``early`` chunked in its process come from there.
 
     A source that fails to read, decode or parse — or whose bytes differ from what was inspected
     (changed mid-run) — ends with a ``_FailedItem`` instead of an ``_EndItem``: that source is
@@ -82,6 +84,12 @@ def _produce(
     """
     try:
         for plan_index, plan in enumerate(plans):
+            got = early.take(plan.item.source) if early is not None else None
+            if got is not None:
+                if not _put_early(got, plan_index, plan, out, times, stop):
+                    return
+                continue
+            early = None  # the child ended short (or never had this source): chunked here from now on
             n = 0
             try:
                 started = time.perf_counter()
@@ -110,6 +118,26 @@ def _produce(
         out.put(exc)
 
 
+def _put_early(
+    got: tuple[Any, ...], plan_index: int, plan: SourcePlan, out: queue.Queue[Any], times: StageTimes,
+    stop: threading.Event,
+) -> bool:
+    """Queue a source as ``chunk_worker`` sent it: its chunks and end, or its failure (False: stopped)."""
+    if got[0] == "failed":
+        out.put(_FailedItem(plan_index, got[2]))
+        return True
+    _, _, title, fmt, metadata, chunks, read_s, chunk_s = got
+    times.read += read_s
+    times.chunk += chunk_s
+    fields = DocumentFields(title, fmt, plan.mtime, metadata)
+    for n, chunk in enumerate(chunks):
+        if stop.is_set():
+            return False
+        out.put(_ChunkItem(plan_index, n, chunk, fields))
+    out.put(_EndItem(plan_index, len(chunks)))
+    return True
+
+
 def timed_blocks(blocks: Iterator[Block], times: StageTimes) -> Iterator[Block]:
     """``blocks``, with the time spent producing them (parsing, decoding) charged to ``times.read``."""
     while True:
@@ -119,16 +147,6 @@ def timed_blocks(blocks: Iterator[Block], times: StageTimes) -> Iterator[Block]:
         if block is None:
             return
         yield block
-
-
-def read_failure_reason(exc: Exception) -> str:
-    """One line for a source that failed while being read (never a traceback)."""
-    if isinstance(exc, UnreadableDocument):
-        return exc.reason
-    if isinstance(exc, OSError):
-        return os_reason(exc)
-    text = str(exc).splitlines()[0][:200] if str(exc) else ""
-    return f"could not be read ({type(exc).__name__}{': ' + text if text else ''})"
 
 
 @dataclass
@@ -151,6 +169,7 @@ def write_stream(
     first_window: int = 0,
     opened: Opened | None = None,
     window_seconds: float = 0.0,
+    early: EarlyChunks | None = None,
 ) -> WriteResult:
     """Chunk, encode and write these sources; returns chunks per source and the failures.
 
@@ -174,7 +193,7 @@ def write_stream(
     items = _Lead(maxsize=2 * target)
     stop = threading.Event()
     producer = threading.Thread(
-        target=_produce, args=(plans, chunker, items, times, stop, opened), name="chunker", daemon=True
+        target=_produce, args=(plans, chunker, items, times, stop, opened, early), name="chunker", daemon=True
     )
     writer = Writer(store, times, threaded=overlap_writes, flush_rows=window_size)
     producer.start()
@@ -223,6 +242,9 @@ def write_stream(
         if writer.threaded and writer.is_alive():
             writer.join(timeout=3)  # let an in-flight write finish before the store is closed
         raise
+    finally:
+        if early is not None:
+            early.close()
     return result
 
 

@@ -55,7 +55,9 @@ def test_freed_batch_memory_is_reused_not_faulted_in_again():
     tuned = _probe()
     pages = REPEATS * BLOCKS * 256  # 4 KiB pages the repeats touch
     assert untouched == {"set": False, "faults": untouched["faults"]}
-    assert untouched["faults"] >= pages // 2, untouched  # the control: glibc's defaults do fault
+    # The control: glibc's defaults fault most of those pages in again (how many varies with the
+    # kernel's own memory work: 42-100% seen), the tuned allocator almost none.
+    assert untouched["faults"] >= pages // 10, untouched
     assert tuned["set"] is True
     assert tuned["faults"] <= pages // 50, tuned
 
