@@ -19,8 +19,9 @@ waits on the parent.  The messages, in order:
   stream's chunker thread gives);
 - ``("done",)``.
 
-It runs at a lower priority, so once the encoder has work it has the cores; it ignores Ctrl-C
-(the parent handles it and ends this process) and dies with its parent.  This module must never
+It runs at the run's own priority: at a lower one (niceness 10, the first version) it would get a
+tenth of a core on a box whose cores are busy with another program, and the stream waits for its
+chunks.  It ignores Ctrl-C (the parent handles it and ends this process) and dies with its parent.  This module must never
 import pymilvus, torch or the ingest package: its start-up is what it saves.
 """
 
@@ -42,8 +43,6 @@ from milvus_ingest.reading import SourceReadError, read_failure_reason, read_sou
 from milvus_ingest.sources import SourceFile
 from milvus_ingest.tokens import TokenCounter
 
-#: The child's niceness: it gets an idle core at once, a busy one only when the encoder waits.
-NICENESS = 10
 #: What the child writes on its stdout per record: where the record lies in the spool.
 RECORD = struct.Struct("<QQ")
 
@@ -157,10 +156,6 @@ class Spool:
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
-    try:
-        os.nice(NICENESS)
-    except OSError:
-        pass
     fd, size = int(argv[0]), int(argv[1])
     spec: ChunkerSpec = pickle.loads(os.pread(fd, size, 0))
     spool = Spool(fd, size, sys.stdout.buffer)

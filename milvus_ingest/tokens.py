@@ -7,7 +7,6 @@ chunker.  This module must never load a model: it needs only a fast tokenizer.
 from __future__ import annotations
 
 import hashlib
-
 from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Any
