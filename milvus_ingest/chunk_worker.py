@@ -15,14 +15,15 @@ waits on the parent.  The messages, in order:
 - ``("ready", fingerprint)``: the tokenizer's fingerprint, which the parent compares with the
   loaded model's before it uses a single chunk;
 - ``("source", name, title, format, metadata, chunks, read_s, chunk_s)`` or
-  ``("failed", name, reason)`` per source, in the job's order (the same one-line reasons as the
+  ``("failed", name, reason)`` per source, in the order given (the same one-line reasons as the
   stream's chunker thread gives);
 - ``("done",)``.
 
-It runs at the run's own priority: at a lower one (niceness 10, the first version) it would get a
-tenth of a core on a box whose cores are busy with another program, and the stream waits for its
-chunks.  It ignores Ctrl-C (the parent handles it and ends this process) and dies with its parent.  This module must never
-import pymilvus, torch or the ingest package: its start-up is what it saves.
+It runs at the run's own priority: at a lower one (niceness 10, as first built) it would get a
+tenth of a core on a box whose cores are busy with another program, while the stream waits for
+its chunks.  It ignores Ctrl-C (the parent handles it and ends this process) and dies with its
+parent.  This module must never import pymilvus, torch or the ingest package: its start-up is
+what it saves.
 """
 
 from __future__ import annotations
