@@ -4,8 +4,8 @@ A one-off ingest spends its first ~2 s importing torch and loading the model, on
 step of that holds the GIL, so a chunker thread beside it only slows it (measured, docs/engines.md).
 Chunking needs only the model's tokenizer, a file in the model's folder, so a separate process
 can chunk on the core the load leaves idle.  ``ingest.early`` starts this module as
-``python -m milvus_ingest.chunk_worker FD SIZE`` as a run starts: FD is a spool file it shares
-with the parent, whose first SIZE bytes are the pickled ``ChunkerSpec``.  It builds that chunker
+``python -m milvus_ingest.chunk_worker FD SIZE PID`` as a run starts: PID is the run's, FD a
+spool file it shares with the run, whose first SIZE bytes are the pickled ``ChunkerSpec``.  It builds that chunker
 while the parent opens Milvus and plans, then reads the sources to chunk from its stdin (the
 plan's first group; none: it exits).  It appends one pickled record per message to the spool
 and then writes the record's ``(offset, length)`` to its stdout, so the parent reads a record
@@ -157,7 +157,9 @@ class Spool:
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
-    fd, size = int(argv[0]), int(argv[1])
+    fd, size, parent = int(argv[0]), int(argv[1]), int(argv[2])
+    if os.getppid() != parent:  # it ended while this process was starting, before the ask above
+        return 0
     spec: ChunkerSpec = pickle.loads(os.pread(fd, size, 0))
     spool = Spool(fd, size, sys.stdout.buffer)
     chunker = spec.build()  # while the parent opens Milvus and plans

@@ -82,7 +82,7 @@ class EarlyChunks:
         head = pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL)
         os.pwrite(fd, head, 0)
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "milvus_ingest.chunk_worker", str(fd), str(len(head))],
+            [sys.executable, "-m", "milvus_ingest.chunk_worker", str(fd), str(len(head)), str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, pass_fds=(fd,),
         )
         self._ended = False
