@@ -14,6 +14,7 @@ a batch beyond its longest item.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from milvus_ingest.encoders import export
 from milvus_ingest.encoders.layout import read_layout
-from milvus_ingest.encoders.pool import BatchPool
+from milvus_ingest.encoders.pool import BatchPool, Call, Ready, finish
 from milvus_ingest.errors import ModelError
 
 _ACTIVATIONS = {"identity": lambda x: x, "tanh": np.tanh}
@@ -33,6 +34,40 @@ def _load_dense(entry: export.Entry) -> list[tuple[np.ndarray, np.ndarray | None
         bias = np.load(entry.folder / record["bias"]) if record["bias"] else None
         layers.append((np.load(entry.folder / record["weight"]), bias, _ACTIVATIONS[record["activation"]]))
     return layers
+
+
+class PendingRows:
+    """A call's rows being encoded by the workers: ``result()`` puts them in input order.
+
+    ``started``/``ended`` are the workers' (``pool.Call``); ``cancel()`` starts no further batch."""
+
+    def __init__(self, n: int, dim: int, batches: list[np.ndarray], call: Call[np.ndarray, np.ndarray]):
+        self._n, self._dim, self._batches, self._call = n, dim, batches, call
+
+    def result(self) -> np.ndarray:
+        return _in_order(self._n, self._dim, self._batches, self._call.result())
+
+    def stop(self) -> None:
+        self._call.stop()
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+    @property
+    def started(self) -> float | None:
+        return self._call.started
+
+    @property
+    def ended(self) -> float | None:
+        return self._call.ended
+
+
+def _in_order(n: int, dim: int, batches: list[np.ndarray], rows: list[np.ndarray]) -> np.ndarray:
+    """The batches' rows back in input order, as one ``(n, dim)`` float32 array."""
+    out = np.zeros((n, dim), dtype=np.float32)
+    for index, vectors in zip(batches, rows):
+        out[index] = vectors
+    return out
 
 
 class ExportedEncoder:
@@ -138,9 +173,19 @@ class ExportedEncoder:
         ``encodings`` are ``instruction + text`` already tokenized by an untruncated copy of
         ``self.tokenizer`` (the chunker's exact check): used as given when each fits the model
         and this model does not lowercase before tokenizing, else the texts are tokenized here."""
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        return finish(self.submit_array(texts, instruction, encodings))
+
+    def submit_array(
+        self, texts: list[str], instruction: str = "", encodings: list[Any] | None = None
+    ) -> PendingRows | Ready[np.ndarray]:
+        """``encode_array``, handed to the workers: ``result()`` waits for the rows.
+
+        A call of enough batches for the workers is queued behind the calls already queued, so
+        a caller that submits its next window before taking this one's rows keeps every worker
+        busy between them (``pool``); a smaller call runs here, now."""
+        started = time.perf_counter()
         if not texts:
-            return out
+            return Ready(np.zeros((0, self.dim), dtype=np.float32), started)
         skip = self.prompt_length(instruction) if instruction else 0
         if not self._usable(encodings, len(texts)):
             encodings = self._tokenizer.encode_batch([self._prepare(instruction + str(t).strip()) for t in texts])
@@ -156,10 +201,9 @@ class ExportedEncoder:
             return self._encode_batch([encodings[i] for i in index], skip)
 
         # Longest first, taken one by one: the workers end a call within a short batch of each other.
-        rows = self._batch_pool().map(encode, batches) if pooled else [encode(index) for index in batches]
-        for index, vectors in zip(batches, rows):
-            out[index] = vectors
-        return out
+        if pooled:
+            return PendingRows(len(texts), self.dim, batches, self._batch_pool().submit(encode, batches))
+        return Ready(_in_order(len(texts), self.dim, batches, [encode(index) for index in batches]), started)
 
     def _batch_pool(self) -> BatchPool:
         if self._workers is None:

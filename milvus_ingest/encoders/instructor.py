@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -249,14 +250,24 @@ class InstructorEmbeddingFunction:
         ``encodings``: the chunker's exact-check tokens of ``instruction + text`` for each text
         (``TokenCounter.encode_with_specials`` on a copy of ``self.tokenizer``); the engines over
         an export use them instead of tokenizing again, sentence-transformers tokenizes itself."""
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        if encodings is not None:
-            from milvus_ingest.encoders.exported import ExportedEncoder
+        from milvus_ingest.encoders.pool import finish
 
-            if isinstance(self.engine, ExportedEncoder):
-                return self.engine.encode_array(list(texts), instruction, encodings)
-        return self.engine.encode_array(list(texts), instruction)
+        return finish(self.submit_array(texts, instruction, encodings))
+
+    def submit_array(self, texts: list[str], instruction: str, encodings: list[Any] | None = None) -> Any:
+        """``encode_array`` begun: ``result()`` gives the rows, ``stop()`` starts no further
+        batch, ``cancel()`` also waits for those running, ``started``/``ended`` bound the work.  The engines over an export queue it to
+        their workers, behind the call before it (a stream's next window); sentence-transformers
+        encodes here, now."""
+        from milvus_ingest.encoders.exported import ExportedEncoder
+        from milvus_ingest.encoders.pool import Ready
+
+        if isinstance(self.engine, ExportedEncoder):
+            return self.engine.submit_array(list(texts), instruction, encodings)
+        started = time.perf_counter()
+        if not texts:
+            return Ready(np.zeros((0, self.dim), dtype=np.float32), started)
+        return Ready(self.engine.encode_array(list(texts), instruction), started)
 
     def overlong(self, texts: list[str], instruction: str) -> list[tuple[int, int]]:
         """``(index, tokens)`` of each text that is longer, with ``instruction``, than the model

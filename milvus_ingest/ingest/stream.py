@@ -25,44 +25,26 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from milvus_ingest.chunking import Chunk, Chunker
+from milvus_ingest.chunking import Chunker
 from milvus_ingest.ingest.early import EarlyChunks
 from milvus_ingest.ingest.faults import fault_point
 from milvus_ingest.ingest.plan import SourcePlan
 from milvus_ingest.ingest.report import StageTimes
+from milvus_ingest.ingest.windows import ChunkItem, EndItem, FailedItem, Window, Written, next_window, submit_window
 from milvus_ingest.ingest.writer import Writer
 from milvus_ingest.readers import Block, Document
 from milvus_ingest.reading import SourceReadError, read_failure_reason, read_source
 from milvus_ingest.sources import Skipped
-from milvus_ingest.store import DocumentFields, MilvusStore, chunk_row
+from milvus_ingest.store import DocumentFields, MilvusStore
 
 ProgressCallback = Callable[[int, int, int], None]  # (bytes done, bytes total, chunks done)
 #: A source already opened: ``read_source``'s answer (the document, the hash of its bytes read).
 Opened = tuple[Document, Callable[[], str]]
-
-
-@dataclass
-class _ChunkItem:
-    plan_index: int
-    index: int
-    chunk: Chunk
-    document: DocumentFields
-
-
-@dataclass
-class _EndItem:
-    plan_index: int
-    n_chunks: int
-
-
-@dataclass
-class _FailedItem:
-    plan_index: int
-    reason: str
 
 
 def _produce(
@@ -78,7 +60,7 @@ def _produce(
     (bounded queue: bounded memory); sources ``early`` chunked in its process come from there.
 
     A source that fails to read, decode or parse — or whose bytes differ from what was inspected
-    (changed mid-run) — ends with a ``_FailedItem`` instead of an ``_EndItem``: that source is
+    (changed mid-run) — ends with a ``FailedItem`` instead of an ``EndItem``: that source is
     skipped with the reason and the run goes on.  ``opened`` is the first source already opened
     (``probe``).
     """
@@ -105,14 +87,14 @@ def _produce(
                         break
                     if stop.is_set():
                         return
-                    out.put(_ChunkItem(plan_index, n, chunk, fields))
+                    out.put(ChunkItem(plan_index, n, chunk, fields))
                     n += 1
                 if plan.sha256 and bytes_read() != plan.sha256:
                     raise SourceReadError("changed while being read; rerun to pick up the new version")
             except Exception as exc:  # noqa: BLE001 - one source's failure is that source's skip
-                out.put(_FailedItem(plan_index, read_failure_reason(exc)))
+                out.put(FailedItem(plan_index, read_failure_reason(exc)))
                 continue
-            out.put(_EndItem(plan_index, n))
+            out.put(EndItem(plan_index, n))
         out.put(None)
     except BaseException as exc:  # noqa: BLE001 - re-raised by the consumer
         out.put(exc)
@@ -124,7 +106,7 @@ def _put_early(
 ) -> bool:
     """Queue a source as ``chunk_worker`` sent it: its chunks and end, or its failure (False: stopped)."""
     if got[0] == "failed":
-        out.put(_FailedItem(plan_index, got[2]))
+        out.put(FailedItem(plan_index, got[2]))
         return True
     _, _, title, fmt, metadata, chunks, read_s, chunk_s = got
     times.read += read_s
@@ -133,8 +115,8 @@ def _put_early(
     for n, chunk in enumerate(chunks):
         if stop.is_set():
             return False
-        out.put(_ChunkItem(plan_index, n, chunk, fields))
-    out.put(_EndItem(plan_index, len(chunks)))
+        out.put(ChunkItem(plan_index, n, chunk, fields))
+    out.put(EndItem(plan_index, len(chunks)))
     return True
 
 
@@ -198,12 +180,12 @@ def write_stream(
     writer = Writer(store, times, threaded=overlap_writes, flush_rows=window_size)
     producer.start()
     writer.start()
-    counts = result.counts
-    first_rows: dict[int, dict[str, Any]] = {}
-    done_bytes = 0
-    done_chunks = 0
-    window: list[_ChunkItem | _EndItem] = []
+    done = Written(result.counts)
+    window: list[ChunkItem | EndItem] = []
     in_window = 0
+    #: Windows handed to the encoder, oldest first: at most one is left in flight while the
+    #: next is gathered, so the workers go from one to the next without waiting (``pool``).
+    encoding: deque[Window] = deque()
     #: The chunker's tokens are the encoder's only when both put the same instruction first.
     same_tokens = chunker.instruction == getattr(ef, "doc_instruction", None)
     try:
@@ -214,28 +196,34 @@ def write_stream(
                 raise item
             if item is None:
                 finished = True
-            elif isinstance(item, _FailedItem):
+            elif isinstance(item, FailedItem):
                 result.failed.append(Skipped(plans[item.plan_index].item.source, item.reason))
-                first_rows.pop(item.plan_index, None)
+                done.failed.add(item.plan_index)
+                done.first_rows.pop(item.plan_index, None)
                 window = [w for w in window if w.plan_index != item.plan_index]
-                in_window = sum(isinstance(w, _ChunkItem) for w in window)
-                done_bytes += plans[item.plan_index].size
+                in_window = sum(isinstance(w, ChunkItem) for w in window)
+                done.bytes += plans[item.plan_index].size
             else:
                 window.append(item)
-                in_window += isinstance(item, _ChunkItem)
+                in_window += isinstance(item, ChunkItem)
             if window and (finished or in_window >= target):
-                encoding_before = times.encode
-                done_chunks += _flush(window, plans, ef, writer, first_rows, counts, times, same_tokens)
-                done_bytes += sum(plans[w.plan_index].size for w in window if isinstance(w, _EndItem))
-                target = next_window(target, times.encode - encoding_before, window_size, first_window, window_seconds)
-                items.widen(2 * target)
+                fault_point("encode")
+                encoding.append(submit_window(window, ef, same_tokens))
                 window, in_window = [], 0
+            while encoding and (finished or len(encoding) > 1 or encoding[0].rows.ended is not None):
+                seconds = done.finish(encoding.popleft(), plans, writer, times)
+                target = next_window(target, seconds, window_size, first_window, window_seconds)
+                items.widen(2 * target)
                 if progress:
-                    progress(done_bytes, total_bytes, done_chunks)
+                    progress(done.bytes, total_bytes, done.chunks)
                 fault_point("between_batches")
         writer.close()
     except BaseException:
         stop.set()
+        for pending in encoding:
+            pending.rows.stop()  # no batch starts after this ...
+        for pending in encoding:
+            pending.rows.cancel()  # ... and those running end first
         _drain(items)
         _drain(writer.ops)  # queued writes are dropped (the commit marks keep the store consistent)
         writer.ops.put(None)
@@ -260,77 +248,6 @@ class _Lead(queue.Queue):  # type: ignore[type-arg]
             if maxsize > self.maxsize:
                 self.maxsize = maxsize
                 self.not_full.notify_all()
-
-
-def next_window(size: int, seconds: float, most: int, least: int, budget: float) -> int:
-    """The next window's size in chunks, after one of ``size`` chunks encoded in ``seconds``:
-    doubled as many times as still encodes within ``budget`` at that pace (a fast model goes
-    from its first window to the widest at once: a narrow window pads more, because it sorts
-    fewer chunks), kept, or halved past twice the budget."""
-    if budget <= 0:
-        return min(most, size * 2)
-    if seconds > budget * 2:
-        return max(least or 1, size // 2)
-    grown = size
-    while grown < most and (grown * 2) * seconds <= budget * size:
-        grown *= 2
-    return min(most, grown)
-
-
-def _flush(
-    window: list[_ChunkItem | _EndItem],
-    plans: Sequence[SourcePlan],
-    ef: Any,
-    writer: Writer,
-    first_rows: dict[int, dict[str, Any]],
-    counts: dict[str, int],
-    times: StageTimes,
-    same_tokens: bool = False,
-) -> int:
-    """Encode the window's chunks, queue their rows, then finalise the sources that ended.
-
-    Chunk 0 is written with ``n_chunks=0`` and kept; the sources that end in this window get
-    their tails deleted and their chunk 0 written again with the count, in one request each.
-    """
-    chunk_items = [w for w in window if isinstance(w, _ChunkItem)]
-    ends = {w.plan_index: w.n_chunks for w in window if isinstance(w, _EndItem)}
-    if chunk_items:
-        started = time.perf_counter()
-        fault_point("encode")
-        vectors = _encode(ef, chunk_items, same_tokens)
-        times.encode += time.perf_counter() - started
-        rows = []
-        for item, vector in zip(chunk_items, vectors):
-            plan = plans[item.plan_index]
-            row = chunk_row(
-                plan.item.source, item.index, item.chunk, vector, plan.source_hash, 0, item.document, item.chunk.embedded
-            )
-            if item.index == 0:
-                first_rows[item.plan_index] = row
-            rows.append(row)
-        writer.put(("upsert", rows))
-    tails: dict[str, int] = {}
-    commits: list[dict[str, Any]] = []
-    for plan_index, n in ends.items():
-        plan = plans[plan_index]
-        if plan.has_stale_tail(n):
-            tails[plan.item.source] = n
-        first = first_rows.pop(plan_index, None)
-        if first is not None:
-            commits.append(dict(first, n_chunks=n))
-        counts[plan.item.source] = n
-    if ends:
-        writer.put(("finalize", (tails, commits)))
-    return len(chunk_items)
-
-
-def _encode(ef: Any, items: list[_ChunkItem], same_tokens: bool) -> Any:
-    """The window's vectors; the chunker's exact-check tokens go along (``Chunk.encoding``) to an
-    encoder that can take them, so each chunk is tokenized once, not twice."""
-    texts = [c.chunk.embedded for c in items]  # the chunk after its context: what is embedded
-    if same_tokens and getattr(ef, "takes_encodings", False):
-        return ef.encode_array(texts, ef.doc_instruction, [c.chunk.encoding for c in items])
-    return ef.encode_array(texts, ef.doc_instruction)
 
 
 def _drain(items: queue.Queue[Any]) -> None:

@@ -190,14 +190,14 @@ def test_the_encoder_gets_windows_of_window_batches_batches(lite, tmp_path, t5_e
     after a first window of one batch per worker, so the model starts once those are chunked."""
     corpus = sample_corpus(tmp_path / "corpus", paragraphs=8)
     sizes: list[int] = []
-    original = type(t5_embedder).encode_array
+    original = type(t5_embedder).submit_array
 
     def counting(self, texts, instruction="", encodings=None):
         sizes.append(len(texts))
         assert encodings is not None and len(encodings) == len(texts)  # the chunker's tokens go along
         return original(self, texts, instruction, encodings)
 
-    monkeypatch.setattr(type(t5_embedder), "encode_array", counting)
+    monkeypatch.setattr(type(t5_embedder), "submit_array", counting)
     report = run_ingest(lite.settings(model__batch_size=2, model__window_batches=8), [str(corpus)], embedder=t5_embedder)
     assert sum(sizes) == report.chunks and len(sizes) > 3, sizes
     # A batch for each worker first, then (a fast model) the widest window at once, not by doubling.
@@ -214,7 +214,7 @@ def test_the_chunker_keeps_the_next_window_ready_and_no_more(lite, tmp_path, t5_
     corpus = sample_corpus(tmp_path / "corpus", paragraphs=8)
     made = [0]
     seen: list[int] = []
-    real_chunk, real_encode = Chunker.chunk_document, type(t5_embedder).encode_array
+    real_chunk, real_encode = Chunker.chunk_document, type(t5_embedder).submit_array
 
     def counting(self, *args, **kwargs):
         for chunk in real_chunk(self, *args, **kwargs):
@@ -228,7 +228,7 @@ def test_the_chunker_keeps_the_next_window_ready_and_no_more(lite, tmp_path, t5_
         return real_encode(self, texts, instruction, encodings)
 
     monkeypatch.setattr(Chunker, "chunk_document", counting)
-    monkeypatch.setattr(type(t5_embedder), "encode_array", encode)
+    monkeypatch.setattr(type(t5_embedder), "submit_array", encode)
     settings = lite.settings(model__batch_size=2, model__window_batches=8)
     report = run_ingest(settings, [str(corpus)], embedder=t5_embedder)
     first = 2 * t5_embedder.workers
@@ -242,14 +242,14 @@ def test_windows_stop_growing_at_window_seconds_of_encoding(lite, tmp_path, t5_e
     redoes seconds of encoding, not minutes, whatever ``window_batches`` allows."""
     corpus = sample_corpus(tmp_path / "corpus", paragraphs=8)
     sizes: list[int] = []
-    original = type(t5_embedder).encode_array
+    original = type(t5_embedder).submit_array
 
     def slow(self, texts, instruction="", encodings=None):
         sizes.append(len(texts))
         time.sleep(0.05)  # 50 ms a window: over twice the 20 ms budget
         return original(self, texts, instruction, encodings)
 
-    monkeypatch.setattr(type(t5_embedder), "encode_array", slow)
+    monkeypatch.setattr(type(t5_embedder), "submit_array", slow)
     settings = lite.settings(model__batch_size=2, model__window_batches=64, model__window_seconds=0.02)
     report = run_ingest(settings, [str(corpus)], embedder=t5_embedder)
     assert sum(sizes) == report.chunks and len(sizes) > 4

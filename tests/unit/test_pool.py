@@ -149,3 +149,31 @@ def test_a_forked_child_gets_threads_of_its_own():
 def test_workers_must_be_at_least_one():
     with pytest.raises(ValueError, match="workers must be >= 1"):
         BatchPool(0)
+
+
+def test_a_worker_free_at_the_end_of_a_call_starts_the_next_one():
+    """The first call's slow item waits for an item of the second call: a pool that began the
+    second call only once the first ended would time out here (``submit``'s point)."""
+    pool = BatchPool(2)
+    second_began = threading.Event()
+
+    def first(x: int) -> bool:
+        return second_began.wait(10) if x == 0 else True
+
+    one = pool.submit(first, [0, 1])
+    two = pool.submit(lambda x: second_began.set() or x, [7, 8])
+    assert one.result() == [True, True]
+    assert two.result() == [7, 8]
+    assert one.started is not None and two.started < one.ended <= two.ended
+
+
+def test_stop_starts_no_further_item_of_a_call_queued_behind_another():
+    pool = BatchPool(2)
+    release = threading.Event()
+    one = pool.submit(lambda _: release.wait(10), [0, 1])
+    ran: list[int] = []
+    two = pool.submit(ran.append, range(100))
+    two.stop()
+    release.set()
+    two.cancel()  # returns once no worker is on it
+    assert one.result() == [True, True] and ran == []
