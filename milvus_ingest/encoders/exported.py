@@ -176,13 +176,16 @@ class ExportedEncoder:
         return finish(self.submit_array(texts, instruction, encodings))
 
     def submit_array(
-        self, texts: list[str], instruction: str = "", encodings: list[Any] | None = None
+        self, texts: list[str], instruction: str = "", encodings: list[Any] | None = None, followed: bool = False
     ) -> PendingRows | Ready[np.ndarray]:
         """``encode_array``, handed to the workers: ``result()`` waits for the rows.
 
         A call of enough batches for the workers is queued behind the calls already queued, so
         a caller that submits its next window before taking this one's rows keeps every worker
-        busy between them (``pool``); a smaller call runs here, now."""
+        busy between them (``pool``); a smaller call runs here, now, unless another follows it
+        (``followed``: a stream's first window, whose tail the next one fills) or the workers
+        are still on one (it would run beside them, on the same cores): then it has a batch per
+        worker at least, and goes to them."""
         started = time.perf_counter()
         if not texts:
             return Ready(np.zeros((0, self.dim), dtype=np.float32), started)
@@ -191,9 +194,13 @@ class ExportedEncoder:
             encodings = self._tokenizer.encode_batch([self._prepare(instruction + str(t).strip()) for t in texts])
         order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
         count = -(-len(order) // self.batch_size)
-        pooled = self.workers > 1 and count >= self.POOL_MIN_BATCHES * self.workers
+        pooled = self.workers > 1 and (
+            count >= self.POOL_MIN_BATCHES * self.workers
+            or followed
+            or (self._workers is not None and self._workers.busy())
+        )
         if pooled:  # as many batches per worker, each at most batch_size, sizes within one
-            batches = np.array_split(order, -(-count // self.workers) * self.workers)
+            batches = np.array_split(order, min(len(order), -(-count // self.workers) * self.workers))
         else:
             batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
 

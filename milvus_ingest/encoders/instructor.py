@@ -254,16 +254,18 @@ class InstructorEmbeddingFunction:
 
         return finish(self.submit_array(texts, instruction, encodings))
 
-    def submit_array(self, texts: list[str], instruction: str, encodings: list[Any] | None = None) -> Any:
+    def submit_array(
+        self, texts: list[str], instruction: str, encodings: list[Any] | None = None, followed: bool = False
+    ) -> Any:
         """``encode_array`` begun: ``result()`` gives the rows, ``stop()`` starts no further
         batch, ``cancel()`` also waits for those running, ``started``/``ended`` bound the work.  The engines over an export queue it to
-        their workers, behind the call before it (a stream's next window); sentence-transformers
-        encodes here, now."""
+        their workers, behind the call before it (a stream's next window; ``followed``: another
+        comes next, so even a small call goes to them); sentence-transformers encodes here, now."""
         from milvus_ingest.encoders.exported import ExportedEncoder
         from milvus_ingest.encoders.pool import Ready
 
         if isinstance(self.engine, ExportedEncoder):
-            return self.engine.submit_array(list(texts), instruction, encodings)
+            return self.engine.submit_array(list(texts), instruction, encodings, followed)
         started = time.perf_counter()
         if not texts:
             return Ready(np.zeros((0, self.dim), dtype=np.float32), started)

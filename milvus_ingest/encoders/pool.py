@@ -138,6 +138,7 @@ class BatchPool:
         self._lock = threading.Lock()
         self._setup_error: BaseException | None = None
         self._pid = os.getpid()
+        self._last: Call[Any, Any] | None = None
 
     def start(self) -> BatchPool:
         """Start the threads (again in a forked child, which inherits the pool but not its
@@ -214,7 +215,12 @@ class BatchPool:
             with wake:
                 inbox.append(call)
                 wake.notify()
+        self._last = call
         return call
+
+    def busy(self) -> bool:
+        """Whether the last call submitted is still running (and so every one before it)."""
+        return self._last is not None and not self._last.done.is_set()
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         """``[fn(x) for x in items]``, ``workers`` at a time; the first error is raised here after

@@ -186,6 +186,9 @@ def write_stream(
     #: Windows handed to the encoder, oldest first: at most one is left in flight while the
     #: next is gathered, so the workers go from one to the next without waiting (``pool``).
     encoding: deque[Window] = deque()
+    def sizing(size: int, seconds: float) -> int:
+        return next_window(max(size, 1), seconds, window_size, first_window, window_seconds)
+
     #: The chunker's tokens are the encoder's only when both put the same instruction first.
     same_tokens = chunker.instruction == getattr(ef, "doc_instruction", None)
     try:
@@ -206,17 +209,21 @@ def write_stream(
             else:
                 window.append(item)
                 in_window += isinstance(item, ChunkItem)
+            if window and not finished and in_window >= target and encoding and done.windows == 0:
+                while encoding:  # the first window's pace sizes the rest: taken before the second is cut
+                    target = _finish_oldest(encoding, done, plans, writer, times, progress, total_bytes, sizing)
+                items.widen(2 * target)
             if window and (finished or in_window >= target):
                 fault_point("encode")
-                encoding.append(submit_window(window, ef, same_tokens))
+                # While at least as much source is left as has been taken, more windows follow:
+                # the workers then take even a small one (a small run's stays on every core).
+                taken = done.bytes + sum(plans[i].size for w in (*encoding, window) for i in _ends(w))
+                followed = not finished and total_bytes - taken >= taken
+                encoding.append(submit_window(window, ef, same_tokens, followed))
                 window, in_window = [], 0
             while encoding and (finished or len(encoding) > 1 or encoding[0].rows.ended is not None):
-                seconds = done.finish(encoding.popleft(), plans, writer, times)
-                target = next_window(target, seconds, window_size, first_window, window_seconds)
+                target = _finish_oldest(encoding, done, plans, writer, times, progress, total_bytes, sizing)
                 items.widen(2 * target)
-                if progress:
-                    progress(done.bytes, total_bytes, done.chunks)
-                fault_point("between_batches")
         writer.close()
     except BaseException:
         stop.set()
@@ -234,6 +241,26 @@ def write_stream(
         if early is not None:
             early.close()
     return result
+
+
+def _finish_oldest(
+    encoding: deque[Window], done: Written, plans: Sequence[SourcePlan], writer: Writer, times: StageTimes,
+    progress: ProgressCallback | None, total_bytes: int, sizing: Callable[[int, float], int],
+) -> int:
+    """Write the oldest window handed to the encoder (waiting for its rows); the next window's size."""
+    window = encoding.popleft()
+    seconds = done.finish(window, plans, writer, times)
+    if progress:
+        progress(done.bytes, total_bytes, done.chunks)
+    fault_point("between_batches")
+    return sizing(len(window.chunks), seconds)
+
+
+def _ends(window: Window | list[ChunkItem | EndItem]) -> list[int]:
+    """The sources that end in a window, handed over or still being gathered."""
+    if isinstance(window, Window):
+        return list(window.ends)
+    return [w.plan_index for w in window if isinstance(w, EndItem)]
 
 
 class _Lead(queue.Queue):  # type: ignore[type-arg]

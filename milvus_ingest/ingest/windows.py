@@ -65,19 +65,21 @@ class Window:
     rows: Any  # ``submit_array``'s handle: result(), stop(), cancel(), started, ended
 
 
-def submit_window(window: list[ChunkItem | EndItem], ef: Any, same_tokens: bool) -> Window:
+def submit_window(window: list[ChunkItem | EndItem], ef: Any, same_tokens: bool, followed: bool = False) -> Window:
     """Hand the window's chunks to the encoder; the chunker's exact-check tokens go along
-    (``Chunk.encoding``) to an encoder that takes them, so each chunk is tokenized once."""
+    (``Chunk.encoding``) to an encoder that takes them, so each chunk is tokenized once.
+    ``followed``: another window comes after this one (its workers take even a small one)."""
     chunks = [w for w in window if isinstance(w, ChunkItem)]
     ends = {w.plan_index: w.n_chunks for w in window if isinstance(w, EndItem)}
     texts = [c.chunk.embedded for c in chunks]  # the chunk after its context: what is embedded
-    extra = [[c.chunk.encoding for c in chunks]] if same_tokens and getattr(ef, "takes_encodings", False) else []
+    encodings = [c.chunk.encoding for c in chunks] if same_tokens and getattr(ef, "takes_encodings", False) else None
     started = time.perf_counter()
     if not chunks:
         return Window(chunks, ends, Ready([], started))
-    if not hasattr(ef, "submit_array"):
+    if not hasattr(ef, "submit_array"):  # another embedder: encoded here, now
+        extra = [encodings] if encodings is not None else []
         return Window(chunks, ends, Ready(ef.encode_array(texts, ef.doc_instruction, *extra), started))
-    rows = ef.submit_array(texts, ef.doc_instruction, *extra)
+    rows = ef.submit_array(texts, ef.doc_instruction, encodings, followed=followed)
     if rows.ended is not None:  # encoded here, now: the whole call was encoding
         rows = Ready(rows.result(), started)
     return Window(chunks, ends, rows)
@@ -94,6 +96,7 @@ class Written:
     failed: set[int] = field(default_factory=set)
     bytes: int = 0
     chunks: int = 0
+    windows: int = 0
     _last_end: float = 0.0
 
     def finish(self, window: Window, plans: Sequence[SourcePlan], writer: Writer, times: StageTimes) -> float:
@@ -134,5 +137,6 @@ class Written:
         if window.ends:
             writer.put(("finalize", (tails, commits)))
         self.chunks += len(rows)
+        self.windows += 1
         self.bytes += sum(plans[i].size for i in window.ends)
         return seconds

@@ -192,10 +192,10 @@ def test_the_encoder_gets_windows_of_window_batches_batches(lite, tmp_path, t5_e
     sizes: list[int] = []
     original = type(t5_embedder).submit_array
 
-    def counting(self, texts, instruction="", encodings=None):
+    def counting(self, texts, instruction="", encodings=None, **kwargs):
         sizes.append(len(texts))
         assert encodings is not None and len(encodings) == len(texts)  # the chunker's tokens go along
-        return original(self, texts, instruction, encodings)
+        return original(self, texts, instruction, encodings, **kwargs)
 
     monkeypatch.setattr(type(t5_embedder), "submit_array", counting)
     report = run_ingest(lite.settings(model__batch_size=2, model__window_batches=8), [str(corpus)], embedder=t5_embedder)
@@ -221,11 +221,11 @@ def test_the_chunker_keeps_the_next_window_ready_and_no_more(lite, tmp_path, t5_
             made[0] += 1
             yield chunk
 
-    def encode(self, texts, instruction="", encodings=None):
+    def encode(self, texts, instruction="", encodings=None, **kwargs):
         if not seen:
             time.sleep(0.5)  # room for the chunker to run as far ahead as its bound lets it
         seen.append(made[0])
-        return real_encode(self, texts, instruction, encodings)
+        return real_encode(self, texts, instruction, encodings, **kwargs)
 
     monkeypatch.setattr(Chunker, "chunk_document", counting)
     monkeypatch.setattr(type(t5_embedder), "submit_array", encode)
@@ -242,14 +242,16 @@ def test_windows_stop_growing_at_window_seconds_of_encoding(lite, tmp_path, t5_e
     redoes seconds of encoding, not minutes, whatever ``window_batches`` allows."""
     corpus = sample_corpus(tmp_path / "corpus", paragraphs=8)
     sizes: list[int] = []
-    original = type(t5_embedder).submit_array
+    original, engine = type(t5_embedder).submit_array, type(t5_embedder.engine)
+    real_run = engine._run
 
-    def slow(self, texts, instruction="", encodings=None):
+    def counted(self, texts, instruction="", encodings=None, **kwargs):
         sizes.append(len(texts))
-        time.sleep(0.05)  # 50 ms a window: over twice the 20 ms budget
-        return original(self, texts, instruction, encodings)
+        return original(self, texts, instruction, encodings, **kwargs)
 
-    monkeypatch.setattr(type(t5_embedder), "submit_array", slow)
+    monkeypatch.setattr(type(t5_embedder), "submit_array", counted)
+    # 50 ms a batch, in the engine (on the workers too): each window is over twice the 20 ms budget.
+    monkeypatch.setattr(engine, "_run", lambda self, feeds: (time.sleep(0.05), real_run(self, feeds))[1])
     settings = lite.settings(model__batch_size=2, model__window_batches=64, model__window_seconds=0.02)
     report = run_ingest(settings, [str(corpus)], embedder=t5_embedder)
     assert sum(sizes) == report.chunks and len(sizes) > 4

@@ -30,11 +30,13 @@ def test_the_next_window_goes_to_the_workers_before_the_last_ones_rows_are_taken
     assert ef.engine.workers == 2, "not the TorchScript engine with two workers"
     real_submit = engine_type.submit_array
     events: list[tuple[str, int]] = []
+    follows: list[bool] = []
 
-    def logged(self, texts, instruction="", encodings=None):
+    def logged(self, texts, instruction="", encodings=None, followed=False):
         n = sum(kind == "submit" for kind, _ in events)
         events.append(("submit", n))
-        rows = real_submit(self, texts, instruction, encodings)
+        follows.append(followed)
+        rows = real_submit(self, texts, instruction, encodings, followed)
         real_result = rows.result
         rows.result = lambda: (events.append(("result", n)), real_result())[1]
         return rows
@@ -53,10 +55,12 @@ def test_the_next_window_goes_to_the_workers_before_the_last_ones_rows_are_taken
     assert all(("result", k) in events for k in range(windows))  # every window's rows were taken, once
     handed_early = [k for k in range(windows - 1) if events.index(("submit", k + 1)) < events.index(("result", k))]
     assert len(handed_early) >= windows - 3, events  # all but the first two (one batch per worker, here)
+    # More than half the corpus still to come: even the small first window goes to the workers.
+    assert follows[0] and not follows[-1] and follows == sorted(follows, reverse=True), follows
 
     # The same rows and vectors as a stream that waits for each window before the next.
     monkeypatch.setattr(engine_type, "submit_array",
-                        lambda self, *args: Ready(finish(real_submit(self, *args)), 0.0))
+                        lambda self, *args, **kwargs: Ready(finish(real_submit(self, *args, **kwargs)), 0.0))
     one_by_one = lite.settings(**overrides)
     again = run_ingest(one_by_one, [str(corpus)], embedder=ef)
     assert again.rows == report.rows and snapshot(overlapped) == snapshot(one_by_one)

@@ -200,6 +200,41 @@ def test_a_call_of_few_batches_runs_in_the_callers_thread_on_every_thread(tmp_pa
     assert len(where) == few // 2 + 1 and set(where) <= {"torch-encoder-0", "torch-encoder-1"}
 
 
+def test_a_small_call_goes_to_the_workers_when_another_follows_or_they_are_busy(tmp_path, monkeypatch):
+    """A stream's first window (another follows, filling the workers' tail) and a call made while
+    the workers are still on one (it would run on their cores beside them) go to the workers,
+    a batch per worker at least; one chunk goes as one batch, never as an empty one."""
+    encoder = TorchScriptEncoder(T5_MODEL, "fp32", batch_size=2, cache_dir=tmp_path, workers=2)
+    alone = TorchScriptEncoder(T5_MODEL, "fp32", batch_size=2, cache_dir=tmp_path, workers=1)
+    where: list[tuple[str, int]] = []
+    real_run = TorchScriptEncoder._run
+    release = threading.Event()
+
+    def run(self, feeds):
+        where.append((threading.current_thread().name, len(feeds["input_ids"])))
+        if feeds["input_ids"].shape[1] > 40:  # the long text below: held until released
+            release.wait(10)
+        return real_run(self, feeds)
+
+    monkeypatch.setattr(TorchScriptEncoder, "_run", run)
+    workers = {"torch-encoder-0", "torch-encoder-1"}
+    texts = _texts(4)
+    got = encoder.submit_array(texts, "", followed=True).result()
+    assert {name for name, _ in where} <= workers and sorted(n for _, n in where) == [2, 2]
+    np.testing.assert_allclose(got, alone.encode_array(texts, ""), rtol=0, atol=16 * F32)
+    where.clear()
+    busy = encoder.submit_array(["word " * 60] * 8 + texts * 3, "")  # 10 batches, pooled; its long ones wait
+    assert encoder._workers.busy()
+    small = encoder.submit_array(texts[:1], "")  # one chunk, while the workers are busy
+    release.set()
+    assert busy.result().shape == (20, encoder.dim) and small.result().shape == (1, encoder.dim)
+    assert {name for name, _ in where} <= workers and sorted(n for _, n in where)[0] == 1
+    assert not encoder._workers.busy()
+    where.clear()
+    encoder.encode_array(texts, "")  # nothing follows, the workers idle: here, on every thread
+    assert {name for name, _ in where} == {threading.current_thread().name}
+
+
 def test_a_pooled_call_is_cut_into_batches_the_workers_share_evenly(tmp_path, monkeypatch):
     """Nine batches' worth on two workers goes as ten smaller batches, none over batch_size, so
     neither worker ends the call alone; the vectors are those of one batch at a time."""
