@@ -258,9 +258,11 @@ class InstructorEmbeddingFunction:
         self, texts: list[str], instruction: str, encodings: list[Any] | None = None, followed: bool = False
     ) -> Any:
         """``encode_array`` begun: ``result()`` gives the rows, ``stop()`` starts no further
-        batch, ``cancel()`` also waits for those running, ``started``/``ended`` bound the work.  The engines over an export queue it to
-        their workers, behind the call before it (a stream's next window; ``followed``: another
-        comes next, so even a small call goes to them); sentence-transformers encodes here, now."""
+        batch, ``cancel()`` also waits for those running, ``started``/``ended`` bound the work.
+
+        The engines over an export queue it to their workers, behind the call before it (a
+        stream's next window; ``followed``: another comes next, so even a small call goes to
+        them); sentence-transformers encodes here, now."""
         from milvus_ingest.encoders.exported import ExportedEncoder
         from milvus_ingest.encoders.pool import Ready
 

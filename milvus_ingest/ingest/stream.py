@@ -161,6 +161,9 @@ def write_stream(
     still encode in that time at the last one's pace, and halve (not below ``first_window``)
     after one took twice it.
 
+    A window goes to the encoder before the last one's rows are taken (``windows``), so its
+    workers never wait between them; rows are still written window by window, in order.
+
     Each source ends with its stale tail deleted and then its commit mark (chunk 0's
     ``n_chunks``) written, in that order (see the module docstring), so a crash anywhere leaves
     it visibly incomplete.  A source that fails while being read gets no commit mark (its old
@@ -186,6 +189,7 @@ def write_stream(
     #: Windows handed to the encoder, oldest first: at most one is left in flight while the
     #: next is gathered, so the workers go from one to the next without waiting (``pool``).
     encoding: deque[Window] = deque()
+
     def sizing(size: int, seconds: float) -> int:
         return next_window(max(size, 1), seconds, window_size, first_window, window_seconds)
 
